@@ -1,0 +1,5 @@
+import sys
+
+from remixformer.cli.main import main
+
+sys.exit(main())
