@@ -24,7 +24,8 @@ CLINICAL_PRESENT = present_key(CLINICAL)
 DERMOSCOPY_PRESENT = present_key(DERMOSCOPY)
 METADATA_PRESENT = present_key(METADATA)
 
-TARGETS = "targets"  # dict task name -> tensor; single-label: long (B,), -1 = unknown; multi-label: float (B, A), NaN = unknown
+# dict task name -> tensor; single-label: long (B,), -1 = unknown; multi-label: float (B, A), NaN = unknown
+TARGETS = "targets"
 CASE_ID = "case_id"  # list[str]; evaluation averages the predictions of samples that share a case id
 INDEX = "index"  # long (B,), row of the case in its data set
 

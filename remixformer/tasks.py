@@ -43,8 +43,12 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
-        return cls(name=d["name"], classes=tuple(d["classes"]), kind=d.get("kind", SINGLE),
-                   weight=float(d.get("weight", 1.0)))
+        return cls(
+            name=d["name"],
+            classes=tuple(d["classes"]),
+            kind=d.get("kind", SINGLE),
+            weight=float(d.get("weight", 1.0)),
+        )
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,27 @@ from collections.abc import Sequence
 
 # Command modules in the order --help lists them; a module that does not exist (yet) is skipped.
 COMMAND_MODULES = (
-    "demo", "synth", "data", "train", "cv", "compare", "evaluate", "pretrain",
-    "explain", "analyze", "predict", "serve", "bench", "models",
+    "demo",
+    "synth",
+    "data",
+    "train",
+    "cv",
+    "compare",
+    "evaluate",
+    "pretrain",
+    "explain",
+    "analyze",
+    "predict",
+    "serve",
+    "bench",
+    "models",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remixformer",
-        description="RemixFormer++: multi-modal skin tumour diagnosis (clinical photo, dermoscopy, metadata).",
+        description="RemixFormer++: skin tumour diagnosis from a clinical photo, dermoscopy and metadata.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

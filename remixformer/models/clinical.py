@@ -1,0 +1,132 @@
+"""Clinical image branch: global encoder G, lesion selection, local encoder L, cross-scale fusion.
+
+G (CLS-Swin) sees a downsampled copy of the photo. LSM picks cells of G's last-stage grid and cuts
+full-resolution crops. L shares patch embedding and stages 1-3 with G and has its own stage 4 and norm
+(paper, Fig. 4). CSF (eqs. 10-14) exchanges information between G's and L's outputs with two directed
+cross-attention blocks: g^C reads L's patch tokens, l^C reads G's patch tokens.
+
+Choices where the paper is silent (docs/model.md): the K crops' class tokens are averaged and their
+patch tokens concatenated, each crop weighted by the LSM estimator; the branch embedding is
+[g^C, l^C] concatenated (with CSF off: [g_cls, l_cls]; with LSM off: g_cls); the tokens other modalities
+attend to are the two class tokens followed by G's and L's patch tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from remixformer.layers.attention import CrossAttentionBlock
+from remixformer.models.branch import BranchOutput
+from remixformer.models.cls_swin import CLSSwinEncoder, CLSSwinStage
+from remixformer.models.config import ClinicalConfig
+from remixformer.models.lesion_selection import LesionSelection
+
+
+class CrossScaleFusion(nn.Module):
+    """CSF: two directed cross-attention blocks between the global and the local features."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.global_from_local = CrossAttentionBlock(dim, num_heads)  # eqs. 10, 12, 14 (g^C)
+        self.local_from_global = CrossAttentionBlock(dim, num_heads)  # eqs. 11, 13, 14 (l^C)
+
+    def forward(
+        self, g_cls: torch.Tensor, g_patch: torch.Tensor, l_cls: torch.Tensor, l_patch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        g, _ = self.global_from_local(g_cls, l_patch)
+        l, _ = self.local_from_global(l_cls, g_patch)
+        return g, l
+
+
+class ClinicalBranch(nn.Module):
+    letter = "C"
+
+    def __init__(self, cfg: ClinicalConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.global_encoder = CLSSwinEncoder(
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.embed_dim,
+            depths=cfg.depths,
+            num_heads=cfg.num_heads,
+            window_size=cfg.window_size,
+            ref_size=cfg.ref_size,
+            mlp_ratio=cfg.mlp_ratio,
+            drop_path_rate=cfg.drop_path_rate,
+        )
+        dim = self.global_encoder.num_features
+        n = len(cfg.depths)
+        if cfg.lsm:
+            self.lesion_selection = LesionSelection(cfg.num_crops, cfg.num_samples, cfg.crop_size)
+            # L's own last stage (same shape as G's; initialised from the same pretrained stage 4)
+            self.local_stage = CLSSwinStage(
+                self.global_encoder.dims[-2] if n > 1 else cfg.embed_dim,
+                dim,
+                cfg.depths[-1],
+                cfg.num_heads[-1],
+                cfg.window_size,
+                downsample=n > 1,
+                mlp_ratio=cfg.mlp_ratio,
+            )
+            self.local_norm = nn.LayerNorm(dim)
+            self.csf = CrossScaleFusion(dim, cfg.csf_heads) if cfg.csf else None
+        else:
+            self.lesion_selection = self.local_stage = self.local_norm = self.csf = None
+        if cfg.grad_checkpointing:
+            self.set_grad_checkpointing(True)
+        self.token_dim = dim
+        self.out_dim = 2 * dim if cfg.lsm else dim
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.global_encoder.set_grad_checkpointing(enable)
+        if self.local_stage is not None:
+            self.local_stage.grad_checkpointing = enable
+
+    def local_encoder(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L: G's patch embedding and stages 1..n-1, then L's own last stage. (n, 3, c, c) -> cls, patches."""
+        G = self.global_encoder
+        cls, x = G.embed(crops)
+        for i, stage in enumerate(G.layers[:-1]):
+            cls, x, _ = G.run_stage(stage, i, cls, x)
+        cls, x, _ = G.run_stage(self.local_stage, len(G.layers) - 1, cls, x)
+        return self.local_norm(cls)[:, 0], self.local_norm(x).flatten(1, 2)
+
+    def forward(self, images: torch.Tensor, explain: bool = False) -> BranchOutput:
+        """``images``: (B, 3, H, W) full-resolution photos (``cfg.image_size``)."""
+        cfg = self.cfg
+        small = images
+        if images.shape[-1] != cfg.global_size or images.shape[-2] != cfg.global_size:
+            small = F.interpolate(
+                images,
+                size=(cfg.global_size, cfg.global_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+        g_cls, g_grid, scores = self.global_encoder(small, need_scores=cfg.lsm)
+        B, gh, gw, C = g_grid.shape
+        g_patch = g_grid.flatten(1, 2)  # B, gh*gw, C
+        maps: dict[str, torch.Tensor] = {}
+        if not cfg.lsm:
+            return BranchOutput(g_cls, torch.cat([g_cls[:, None], g_patch], dim=1), maps)
+
+        sel = self.lesion_selection(scores, (gh, gw), images)
+        K = sel.crops.shape[1]
+        l_cls, l_patch = self.local_encoder(sel.crops.flatten(0, 1))  # B*K, C and B*K, P, C
+        w = sel.weights  # B, K
+        l_cls = (w[..., None] * l_cls.view(B, K, C)).mean(dim=1)  # eq. 9
+        l_patch = (w[..., None, None] * l_patch.view(B, K, -1, C)).flatten(1, 2)  # B, K*P, C
+        if self.csf is not None:
+            g_out, l_out = self.csf(g_cls, g_patch, l_cls, l_patch)
+        else:
+            g_out, l_out = g_cls, l_cls
+        if explain:
+            maps = {
+                "lsm_scores": scores.view(B, gh, gw).detach(),
+                "lsm_cells": sel.cells,
+                "lsm_boxes": sel.boxes,
+            }
+        tokens = torch.cat([g_out[:, None], l_out[:, None], g_patch, l_patch], dim=1)
+        return BranchOutput(torch.cat([g_out, l_out], dim=-1), tokens, maps)

@@ -1,0 +1,158 @@
+"""The model's configuration: every size and ablation switch, saved inside each checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from remixformer.tasks import TaskSpec, normalize_tasks
+
+MODALITY_LETTERS = "CDM"
+
+
+@dataclass
+class ClinicalConfig:
+    """Clinical branch: CLS-Swin global encoder, lesion selection (LSM), local encoder, cross-scale fusion."""
+
+    image_size: int = 896  # the photo as the branch receives it; LSM cuts its crops from this resolution
+    global_size: int = 384  # the downsampled copy the global encoder G sees
+    crop_size: int = 224  # side of each lesion crop (full-resolution pixels) fed to the local encoder L
+    patch_size: int = 4
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7  # window of the relative-position tables, valid for `ref_size` inputs
+    ref_size: int = 224  # input size at which `window_size` applies; other sizes scale it (timm's rule)
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    lsm: bool = True  # lesion selection + local encoder; off = the global encoder alone
+    num_crops: int = 4  # K_p: crops taken at inference (top-K cells)
+    num_samples: int | None = None  # N: cells sampled in training (attention sampling); None = num_crops
+    csf: bool = True  # cross-scale fusion; off = global and local class tokens are concatenated
+    csf_heads: int = 8
+    grad_checkpointing: bool = False  # recompute Swin blocks in backward to save activation memory
+    pretrained: str | None = None  # "timm:swin_tiny_patch4_window7_224", a file path, or None
+
+
+@dataclass
+class DermoscopyConfig:
+    """Dermoscopy branch: HRWE (ViT per window + MSTA) and the region-level encoder."""
+
+    image_size: int = 1024  # S: the image is resized to S x S and cut into (S / window_size)^2 windows
+    hrwe: bool = True  # off = a single-level ViT on the whole image resized to `single_level_size`
+    window_size: int = 256
+    single_level_size: int = 512
+    patch_size: int = 16
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    region_depth: int = 12
+    region_heads: int = 6
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    msta: bool = True  # multi-scale texture attention
+    num_templates: int = 32  # K_s
+    window_chunk_size: int = 16  # windows encoded per chunk
+    checkpoint_windows: bool = True  # activation checkpointing per chunk while training
+    pretrained: str | None = None  # window encoder T_phi1: "timm:vit_small_patch16_224.dino", a path, or None
+
+
+@dataclass
+class MetadataConfig:
+    hidden_dim: int = 128  # width of g^M = ReLU(BN(Linear(one-hot)))
+
+
+@dataclass
+class FusionConfig:
+    """Cross-modality fusion (CMF) and the task heads."""
+
+    dim: int = 384
+    num_heads: int = 8
+    head_dropout: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "remixformer_paper"
+    modalities: str = "CDM"
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    metadata_dim: int = 0
+    metadata_schema: dict[str, Any] | None = None  # stored so that a checkpoint can encode raw metadata
+    clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
+    dermoscopy: DermoscopyConfig = field(default_factory=DermoscopyConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        self.modalities = normalize_modalities(self.modalities)
+        self.tasks = [t.to_dict() for t in normalize_tasks(self.tasks or {"diag": 2})]
+        if "M" in self.modalities and self.metadata_dim <= 0:
+            raise ValueError(
+                f"modalities {self.modalities!r} include metadata (M) but metadata_dim is "
+                f"{self.metadata_dim}; "
+                "pass metadata_dim (the one-hot width of the schema, unknown slots included)"
+            )
+        check_geometry(self)
+
+    @property
+    def task_specs(self) -> tuple[TaskSpec, ...]:
+        return tuple(TaskSpec.from_dict(t) for t in self.tasks)
+
+
+def normalize_modalities(modalities: str) -> str:
+    """'dc' -> 'CD'. Raises ValueError on an empty set or an unknown letter."""
+    if not isinstance(modalities, str):
+        raise ValueError(f"modalities must be a string of letters from 'CDM', got {modalities!r}")
+    letters = modalities.upper().replace("+", "").replace(",", "").strip()
+    if not letters:
+        raise ValueError(
+            "modalities is empty: choose a non-empty subset of 'CDM' (clinical, dermoscopy, metadata)"
+        )
+    bad = sorted(set(letters) - set(MODALITY_LETTERS))
+    if bad:
+        raise ValueError(f"modalities {modalities!r}: unknown letter(s) {bad}; expected a subset of 'CDM'")
+    return "".join(m for m in MODALITY_LETTERS if m in letters)
+
+
+def check_geometry(cfg: ModelConfig) -> None:
+    """Raise ValueError early, with the numbers, when sizes do not fit together."""
+    c, d = cfg.clinical, cfg.dermoscopy
+    if "C" in cfg.modalities:
+        n = len(c.depths)
+        if len(c.num_heads) != n:
+            raise ValueError(f"clinical: depths {c.depths} and num_heads {c.num_heads} differ in length")
+        if c.global_size % (c.patch_size * 2 ** (n - 1)):
+            raise ValueError(
+                f"clinical.global_size {c.global_size} must be a multiple of patch_size * 2^(stages-1) = "
+                f"{c.patch_size * 2 ** (n - 1)}"
+            )
+        if c.lsm:
+            if c.crop_size % (c.patch_size * 2 ** (n - 1)):
+                raise ValueError(
+                    f"clinical.crop_size {c.crop_size} must be a multiple of {c.patch_size * 2 ** (n - 1)}"
+                )
+            if c.crop_size > c.image_size:
+                raise ValueError(
+                    f"clinical.crop_size {c.crop_size} is larger than clinical.image_size {c.image_size}"
+                )
+            if c.num_crops < 1 or (c.num_samples is not None and c.num_samples < 1):
+                raise ValueError(f"clinical: num_crops ({c.num_crops}) and num_samples must be >= 1")
+    if "D" in cfg.modalities:
+        if d.hrwe:
+            if d.window_size <= 0 or d.image_size % d.window_size:
+                raise ValueError(
+                    f"dermoscopy.window_size {d.window_size} does not divide dermoscopy.image_size "
+                    f"{d.image_size}; the image is cut into whole windows (e.g. 1024 / 256 = 4 x 4 windows)"
+                )
+            if d.window_size % d.patch_size:
+                raise ValueError(
+                    f"dermoscopy.patch_size {d.patch_size} does not divide "
+                    f"dermoscopy.window_size {d.window_size}"
+                )
+        elif d.single_level_size % d.patch_size:
+            raise ValueError(
+                f"dermoscopy.patch_size {d.patch_size} does not divide dermoscopy.single_level_size "
+                f"{d.single_level_size}"
+            )
+        if d.embed_dim % d.num_heads or d.embed_dim % d.region_heads:
+            raise ValueError(f"dermoscopy.embed_dim {d.embed_dim} must be divisible by its head counts")

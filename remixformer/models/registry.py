@@ -1,0 +1,210 @@
+"""Named presets and the one factory (timm style): ``create_model(name, modalities, tasks, ...)``.
+
+Three presets, one code path: ``remixformer_paper`` has the paper's sizes, ``remixformer_small`` the
+same architecture sized to train on a 2-core CPU in minutes on small images, ``remixformer_tiny`` is for
+tests. Any config field can be overridden by section (``clinical={"lsm": False}``), by dotted key
+(``**{"clinical.lsm": False}``) or by one of the short aliases of the paper's ablation switches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from remixformer.config import ConfigError, deep_merge, from_dict, to_dict
+from remixformer.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "remixformer_paper": {
+        # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4);
+        # ViT-S/16 on 256^2 windows of a 1024^2 dermoscopy image (2048^2 for large images), 32 templates
+    },
+    "remixformer_small": {
+        "clinical": {
+            "image_size": 256,
+            "global_size": 128,
+            "crop_size": 64,
+            "patch_size": 4,
+            "embed_dim": 32,
+            "depths": [1, 1, 2, 1],
+            "num_heads": [1, 2, 4, 8],
+            "window_size": 4,
+            "ref_size": 64,
+            "drop_path_rate": 0.05,
+            "csf_heads": 4,
+        },
+        "dermoscopy": {
+            "image_size": 256,
+            "window_size": 64,
+            "single_level_size": 64,
+            "patch_size": 8,
+            "embed_dim": 64,
+            "depth": 3,
+            "num_heads": 2,
+            "region_depth": 2,
+            "region_heads": 2,
+            "num_templates": 8,
+            "window_chunk_size": 16,
+            "drop_path_rate": 0.05,
+        },
+        "metadata": {"hidden_dim": 32},
+        "fusion": {"dim": 96, "num_heads": 4},
+    },
+    "remixformer_tiny": {
+        "clinical": {
+            "image_size": 64,
+            "global_size": 32,
+            "crop_size": 16,
+            "patch_size": 2,
+            "embed_dim": 8,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 2, 2],
+            "window_size": 2,
+            "ref_size": 16,
+            "drop_path_rate": 0.0,
+            "csf_heads": 2,
+        },
+        "dermoscopy": {
+            "image_size": 64,
+            "window_size": 32,
+            "single_level_size": 32,
+            "patch_size": 8,
+            "embed_dim": 16,
+            "depth": 1,
+            "num_heads": 2,
+            "region_depth": 1,
+            "region_heads": 2,
+            "num_templates": 4,
+            "window_chunk_size": 2,
+            "drop_path_rate": 0.0,
+        },
+        "metadata": {"hidden_dim": 8},
+        "fusion": {"dim": 16, "num_heads": 2},
+    },
+}
+
+# Short names for the switches of the paper's ablation tables.
+ALIASES = {
+    "lsm": "clinical.lsm",
+    "csf": "clinical.csf",
+    "num_crops": "clinical.num_crops",
+    "k_p": "clinical.num_crops",
+    "clinical_size": "clinical.image_size",
+    "global_size": "clinical.global_size",
+    "crop_size": "clinical.crop_size",
+    "hrwe": "dermoscopy.hrwe",
+    "msta": "dermoscopy.msta",
+    "num_templates": "dermoscopy.num_templates",
+    "window_size": "dermoscopy.window_size",
+    "dermoscopy_size": "dermoscopy.image_size",
+    "fusion_dim": "fusion.dim",
+}
+
+PRETRAINED = {
+    "clinical": "timm:swin_tiny_patch4_window7_224",
+    "window_encoder": "timm:vit_small_patch16_224.dino",
+}
+
+
+def list_models() -> list[str]:
+    return sorted(PRESETS)
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def resolve_config(name: str, **overrides: Any) -> ModelConfig:
+    """The preset ``name`` with ``overrides`` applied, checked field by field."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+    data: dict[str, Any] = deep_merge({"name": name}, PRESETS[name])
+    for key, value in overrides.items():
+        if value is None and key in ("tasks", "metadata_schema"):
+            continue
+        key = ALIASES.get(key, key)
+        data = deep_merge(data, _nest(key, value))
+    try:
+        return from_dict(ModelConfig, data)
+    except ConfigError as e:
+        raise ValueError(f"create_model({name!r}): {e}") from e
+
+
+def create_model(
+    name: str = "remixformer_paper",
+    modalities: str = "CDM",
+    tasks: Any = None,
+    metadata_dim: int | None = None,
+    *,
+    metadata_schema: dict[str, Any] | None = None,
+    clinical_weights: str | None = None,
+    window_encoder_weights: str | None = None,
+    pretrained: bool = False,
+    **overrides: Any,
+):
+    """Build a RemixFormer++ model.
+
+    ``tasks``: an int (diagnosis classes), ``{name: n_classes | [class names]}`` or TaskSpecs (diagnosis
+    first). ``metadata_dim``: one-hot width (unknown slots included) when M is used; taken from
+    ``metadata_schema`` (a ``MetadataSchema.to_dict()``) when given. ``clinical_weights`` /
+    ``window_encoder_weights``: a file path or ``timm:<name>`` (hub, needs internet); ``pretrained=True``
+    is shorthand for the paper's timm weights for both.
+    """
+    from remixformer.tasks import normalize_tasks
+
+    if metadata_schema is not None and metadata_dim is None:
+        metadata_dim = _schema_dim(metadata_schema)
+    if pretrained:
+        clinical_weights = clinical_weights or PRETRAINED["clinical"]
+        window_encoder_weights = window_encoder_weights or PRETRAINED["window_encoder"]
+    extra: dict[str, Any] = {"modalities": modalities}
+    if tasks is not None:
+        extra["tasks"] = [t.to_dict() for t in normalize_tasks(tasks)]
+    if metadata_dim is not None:
+        extra["metadata_dim"] = metadata_dim
+    if metadata_schema is not None:
+        extra["metadata_schema"] = metadata_schema
+    if clinical_weights:
+        extra["clinical.pretrained"] = clinical_weights
+    if window_encoder_weights:
+        extra["dermoscopy.pretrained"] = window_encoder_weights
+    cfg = resolve_config(name, **extra, **overrides)
+    return build_model(cfg)
+
+
+def build_model(cfg: ModelConfig, load_pretrained: bool = True):
+    """Model from a full config; pretrained weights named in it are loaded (unless told not to)."""
+    from remixformer.models.remixformer import RemixFormer
+    from remixformer.models.weights import load_clinical_weights, load_window_encoder_weights
+
+    model = RemixFormer(cfg)
+    if load_pretrained:
+        if cfg.clinical.pretrained and "C" in model.branches:
+            model.load_reports["clinical"] = load_clinical_weights(
+                model.branches["C"], cfg.clinical.pretrained
+            )
+        if cfg.dermoscopy.pretrained and "D" in model.branches:
+            model.load_reports["window_encoder"] = load_window_encoder_weights(
+                model.branches["D"], cfg.dermoscopy.pretrained
+            )
+        for report in model.load_reports.values():
+            log.info("%s", report.summary())
+    return model
+
+
+def _schema_dim(schema: dict[str, Any]) -> int:
+    from remixformer.data.schema import MetadataSchema
+
+    return MetadataSchema.from_dict(schema).dim
+
+
+def config_dict(cfg: ModelConfig) -> dict[str, Any]:
+    return to_dict(cfg)

@@ -1,0 +1,189 @@
+"""Pretrained weights through timm, loaded strictly (timm's ``checkpoint_filter_fn`` style).
+
+Each loader is a pure function of (state dict, module): read the file or the hub, unwrap and strip
+wrapper prefixes, convert with timm's own filter (original Swin layout, position-embedding resizing to
+256^2 windows), drop the classifier, check every key and shape, load, and report which parameters are
+new. A wrong or truncated file fails with a message that names it and says what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+WRAPPER_KEYS = ("model", "state_dict", "teacher", "model_ema")  # nesting used by timm, DINO, ours
+PREFIXES = ("module.", "backbone.", "_orig_mod.")
+
+
+class WeightLoadError(ValueError):
+    """The weights could not be read or do not fit the module."""
+
+
+@dataclass
+class LoadReport:
+    source: str
+    target: str
+    loaded: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # parameters of the target that the source does not have
+    dropped: list[str] = field(default_factory=list)  # source entries not used (classifier, DINO head)
+
+    def summary(self) -> str:
+        return (
+            f"{self.target}: loaded {len(self.loaded)} tensors from {self.source}; "
+            f"new (randomly initialised): {summarize_names(self.new) or 'none'}; "
+            f"dropped from the source: {summarize_names(self.dropped) or 'none'}"
+        )
+
+
+def summarize_names(names: list[str], depth: int = 2) -> str:
+    """Group parameter names by their first ``depth`` components: 'csf.* (16), cls_token'."""
+    groups: dict[str, int] = {}
+    for n in names:
+        parts = n.split(".")
+        key = ".".join(parts[:depth]) + (".*" if len(parts) > depth else "")
+        groups[key] = groups.get(key, 0) + 1
+    return ", ".join(k if c == 1 else f"{k} ({c})" for k, c in groups.items())
+
+
+def read_state_dict(source: str, timm_name: str) -> dict[str, torch.Tensor]:
+    """A state dict from ``timm:<name>`` (the hub) or a file (.safetensors, or a PyTorch state dict read
+    with ``weights_only=True``, which refuses arbitrary pickled objects)."""
+    if source.startswith(("timm:", "hub:")):
+        import timm
+
+        name = source.split(":", 1)[1] or timm_name
+        try:
+            model = timm.create_model(name, pretrained=True, num_classes=0)
+        except Exception as e:  # network, hub or name errors all mean the same to the user
+            raise WeightLoadError(
+                f"could not fetch timm weights {name!r} ({type(e).__name__}: {e}); without internet, "
+                "download them elsewhere (e.g. "
+                f"`timm.create_model({name!r}, pretrained=True).state_dict()` saved with "
+                "safetensors) and pass the file path instead"
+            ) from e
+        return model.state_dict()
+    path = Path(source)
+    if not path.is_file():
+        raise WeightLoadError(f"weights file not found: {path} (expected a state dict of timm's {timm_name})")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightLoadError(
+            f"{path}: could not read weights ({type(e).__name__}: {e}); the file may be truncated or not a "
+            f"state dict; expected a safetensors or PyTorch state dict of timm's {timm_name}"
+        ) from e
+    return unwrap_state_dict(sd, path)
+
+
+def unwrap_state_dict(sd: object, where: object = "weights") -> dict[str, torch.Tensor]:
+    """Take the state dict out of common wrappers and strip ``module.``/``backbone.`` prefixes."""
+    for key in WRAPPER_KEYS:
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightLoadError(f"{where}: expected a mapping of parameter names to tensors")
+    out = {}
+    for k, v in sd.items():
+        for p in PREFIXES:
+            if k.startswith(p):
+                k = k[len(p) :]
+        out[k] = v
+    return out
+
+
+def _check_fit(sd: dict[str, torch.Tensor], ref: nn.Module, source: str, what: str) -> None:
+    expected = ref.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [
+        f"{k}: {tuple(sd[k].shape)} vs expected {tuple(expected[k].shape)}"
+        for k in sorted(set(sd) & set(expected))
+        if sd[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[:4]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:4]})")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:4]}")
+        raise WeightLoadError(f"{source}: does not fit {what}: " + "; ".join(parts))
+
+
+CLINICAL_NEW = re.compile(r"(^|\.)(cls_token|cls_norm|cls_reduction)(\.|$)|^csf\.")
+
+
+def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
+    """Swin weights (timm's ``swin_tiny_patch4_window7_224`` or a file of it) into the clinical branch:
+    G takes every Swin tensor; L's own last stage and norm take Swin's last stage and norm again."""
+    from timm.models.swin_transformer import SwinTransformer
+    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
+
+    cfg = branch.cfg
+    ref = SwinTransformer(
+        img_size=cfg.ref_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depths=cfg.depths,
+        num_heads=cfg.num_heads,
+        window_size=cfg.window_size,
+        num_classes=0,
+    )
+    raw = read_state_dict(source, "swin_tiny_patch4_window7_224")
+    try:
+        sd = swin_filter(raw, ref)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not Swin weights of the expected layout ({e})") from e
+    dropped = sorted(k for k in sd if k.startswith("head"))
+    sd = {k: v for k, v in sd.items() if not k.startswith("head")}
+    _check_fit(sd, ref, source, f"a Swin encoder (embed_dim {cfg.embed_dim}, depths {tuple(cfg.depths)})")
+
+    last = f"layers.{len(cfg.depths) - 1}."
+    mapped = {f"global_encoder.{k}": v for k, v in sd.items()}
+    if branch.local_stage is not None:
+        mapped.update({f"local_stage.{k[len(last) :]}": v for k, v in sd.items() if k.startswith(last)})
+        mapped.update({f"local_norm.{k[len('norm.') :]}": v for k, v in sd.items() if k.startswith("norm.")})
+    result = branch.load_state_dict(mapped, strict=False)
+    if result.unexpected_keys:
+        raise WeightLoadError(
+            f"{source}: internal key mapping error, unexpected {result.unexpected_keys[:5]}"
+        )
+    stray = [k for k in result.missing_keys if not CLINICAL_NEW.search(k)]
+    if stray:
+        raise WeightLoadError(f"{source}: these clinical-branch tensors got no weights: {stray[:8]}")
+    return LoadReport(
+        source, "clinical branch (CLS-Swin G and L)", sorted(mapped), result.missing_keys, dropped
+    )
+
+
+def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ``vit_small_patch16_224.dino``, a DINO checkpoint, or our ``pretrain`` export)
+    into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
+    from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
+
+    vit = branch.window_encoder.vit
+    raw = read_state_dict(source, "vit_small_patch16_224.dino")
+    dropped = sorted(k for k in raw if k.startswith("head"))
+    raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    try:
+        sd = vit_filter(raw, vit)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
+    _check_fit(sd, vit, source, f"a ViT window encoder (width {vit.embed_dim}, depth {len(vit.blocks)})")
+    vit.load_state_dict(sd, strict=True)
+    prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
+    new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
+    return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)
