@@ -24,7 +24,8 @@ from remixformer.models.config import DermoscopyConfig
 
 
 def _cls_attention(vit_block: Block, x: torch.Tensor) -> torch.Tensor:
-    """Class-token-to-patch attention (n, heads, N-1) of a timm ViT ``Block`` for its input ``x``."""
+    """Class-token-to-patch attention (n, heads, N-1) of a timm ViT ``Block`` for its input ``x``,
+    renormalised over the patches (the class token's attention to itself left out)."""
     attn = vit_block.attn
     B, N, C = x.shape
     qkv = (
@@ -33,8 +34,8 @@ def _cls_attention(vit_block: Block, x: torch.Tensor) -> torch.Tensor:
         .permute(2, 0, 3, 1, 4)
     )
     q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
-    probs = attention_probs(q[:, :, :1], k)[:, :, 0]  # n, h, N
-    return probs[:, :, 1:]
+    probs = attention_probs(q[:, :, :1], k)[:, :, 0, 1:]  # n, h, N-1: cls -> other tokens
+    return probs / probs.sum(dim=-1, keepdim=True)  # renormalised without the class token itself
 
 
 class WindowEncoder(nn.Module):

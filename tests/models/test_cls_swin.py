@@ -1,0 +1,70 @@
+"""CLS-Swin against timm's Swin: with the class token hidden, the patch features must be timm's."""
+
+import pytest
+import timm
+import torch
+from timm.models.swin_transformer import SwinTransformer
+
+from remixformer.models.cls_swin import CLSSwinEncoder
+
+CONFIGS = {
+    # the real Swin-T architecture (random weights) at its native 224^2
+    "swin_t": dict(
+        patch_size=4, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, img=224
+    ),
+    # a small one with shifted windows in every stage that has more than one window
+    "small": dict(
+        patch_size=2, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4, img=64
+    ),
+}
+
+
+def _pair(name):
+    c = dict(CONFIGS[name])
+    img = c.pop("img")
+    if name == "swin_t":
+        ref = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=0)
+    else:
+        ref = SwinTransformer(img_size=img, num_classes=0, **c)
+    ours = CLSSwinEncoder(ref_size=img, **c)
+    result = ours.load_state_dict(ref.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert all("cls" in k for k in result.missing_keys), result.missing_keys
+    return ref.eval(), ours.eval(), img
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_patch_features_equal_timm_when_class_token_hidden(name):
+    ref, ours, img = _pair(name)
+    x = torch.randn(2, 3, img, img)
+    with torch.no_grad():
+        expected = ref.forward_features(x)  # B, h, w, C (normalised)
+        _, patches, _ = ours(x, hide_cls=True)
+    torch.testing.assert_close(patches, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_class_token_changes_patch_features_when_visible():
+    ref, ours, img = _pair("small")
+    x = torch.randn(1, 3, img, img)
+    with torch.no_grad():
+        hidden = ours(x, hide_cls=True)[1]
+        visible = ours(x, hide_cls=False)[1]
+    assert (hidden - visible).abs().max() > 1e-3
+
+
+def test_lsm_scores_are_a_distribution_over_the_last_grid():
+    _, ours, img = _pair("small")
+    with torch.no_grad():
+        cls, patches, scores = ours(torch.randn(2, 3, img, img), need_scores=True)
+    h, w = patches.shape[1:3]
+    assert scores.shape == (2, h * w)
+    assert (scores >= 0).all()
+    torch.testing.assert_close(scores.sum(-1), torch.ones(2))
+
+
+def test_window_that_does_not_tile_the_grid_is_a_value_error():
+    enc = CLSSwinEncoder(
+        patch_size=4, embed_dim=8, depths=(1, 1), num_heads=(1, 1), window_size=7, ref_size=224
+    )
+    with pytest.raises(ValueError, match="not divisible by the window size"):
+        enc(torch.randn(1, 3, 200, 200))
