@@ -46,8 +46,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _to_numpy(x: Any, dtype: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor; torch is not imported here
-        x = x.detach().cpu().numpy()
+    if hasattr(x, "detach"):  # a torch tensor (torch is not imported here); bfloat16 has no numpy dtype
+        x = x.detach().cpu()
+        x = (x.double() if x.is_floating_point() else x).numpy()
     return np.asarray(x, dtype=dtype)
 
 

@@ -117,3 +117,11 @@ def test_validation(kwargs, match):
     base = {"case_ids": ["a", "b"], "tasks": (DIAG,), "probs": {"diag": np.full((2, 3), 1 / 3)}}
     with pytest.raises(ValueError, match=match):
         Predictions(**{**base, **kwargs})
+
+
+def test_from_logits_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    logits = torch.zeros(2, 3, dtype=torch.bfloat16, requires_grad=True)
+    p = Predictions.from_logits(["x", "y"], (DIAG,), {"diag": logits}, {"diag": torch.tensor([0, -1])})
+    np.testing.assert_allclose(p.probs["diag"], np.full((2, 3), 1 / 3))
+    assert p.targets["diag"].tolist() == [0, -1]
