@@ -93,7 +93,7 @@ def test_derm7pt_tables_in_evaluate_and_partial_diag_only():
     assert np.isnan(t["f1"]["PN-ATP"]) and np.isnan(t["f1"]["Avg2"]) and not np.isnan(t["f1"]["Avg1"])
 
 
-def test_evaluate_is_json_safe_and_flat_summary(make_predictions):
+def test_evaluate_is_json_safe_and_flat_summary(make_predictions, tmp_path):
     y, p = make_predictions(0, n=80, c=3)
     y[y == 2] = 0  # absent class -> undefined AUC -> None
     y[-5:] = -1
@@ -115,6 +115,13 @@ def test_evaluate_is_json_safe_and_flat_summary(make_predictions):
     assert s["attrs.auc.STR"] is None and s["attrs.auc_mean"] == s["attrs.auc.PN"]
     caveats = " ".join(m["caveats"])
     assert "80 samples averaged into 40 cases" in caveats and "absent from the targets" in caveats
+    write_report(tmp_path, m, preds, "ISIC 2017 attributes")
+    md = (tmp_path / "report.md").read_text()
+    assert "| AUC |" in md and "## ISIC 2017" in md and "n/a" in md
+    assert (tmp_path / "roc_attrs.png").stat().st_size > 1000 and not (
+        tmp_path / "confusion_attrs.png"
+    ).exists()
+    assert len(Predictions.read_csv(tmp_path / "predictions.csv")) == 40
 
 
 def test_write_report_files(tmp_path):
