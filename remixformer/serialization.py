@@ -46,9 +46,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _standalone(t: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor owning exactly its own storage (safetensors refuses views that share memory)."""
+    t = t.detach().to("cpu")
+    if not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        t = t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
     """Atomically write ``tensors`` (made contiguous, on CPU) with string ``metadata`` as safetensors."""
-    plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    plain = {k: _standalone(v) for k, v in tensors.items()}
     return atomic_write(path, lambda p: save_file(plain, str(p), metadata=dict(metadata)))
 
 

@@ -1,0 +1,71 @@
+"""``remixformer evaluate``: a checkpoint on a split of its data set, or on a manifest, optionally with a
+modality withheld; writes report.md/.json, predictions.csv and figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint and write a report", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="a model file (best.safetensors / last.safetensors)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
+                   help="split of the checkpoint's data set (default test; 'all' = every case)")
+    p.add_argument("--dataset", help="evaluate on another data set by name (default: the checkpoint's)")
+    p.add_argument("--root", help="data set folder (default: the one the checkpoint was trained on)")
+    p.add_argument("--manifest", help="a manifest CSV of new cases (with --schema); implies --split all "
+                   "unless the manifest has a split column")
+    p.add_argument("--schema", help="schema file of the manifest (default: beside the manifest)")
+    p.add_argument("--withhold", default="", help="modalities to withhold, e.g. C or CM (robustness)")
+    p.add_argument("--out", help="output folder (default: beside the checkpoint, eval_<split>)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.add_argument("--skip-bad-cases", action="store_true", help="leave out cases whose images are unreadable")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from remixformer.config import from_dict
+    from remixformer.data.config import DataConfig
+    from remixformer.data.registry import load_dataset
+    from remixformer.data.splits import splits_from_config
+    from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+    from remixformer.models.checkpoint import load_model
+
+    model = load_model(args.checkpoint)
+    extra = getattr(model, "checkpoint_extra", {}) or {}
+    data = dict(extra.get("data") or {})
+    if args.manifest:
+        data = {**data, "dataset": "manifest", "manifest": args.manifest, "schema": args.schema,
+                "root": str(Path(args.manifest).parent)}
+    if args.dataset:
+        data["dataset"] = args.dataset
+    if args.root:
+        data["root"] = args.root
+    if args.skip_bad_cases:
+        data["skip_bad_cases"] = True
+    if not data:
+        raise ValueError(f"{args.checkpoint}: the checkpoint names no data set; pass --dataset/--root or --manifest")
+    data_cfg = from_dict(DataConfig, data)
+    table = load_dataset(data_cfg)
+    split = args.split
+    if split == "all" or (args.manifest and not table.has_official_split):
+        indices, split = list(range(len(table))), "all"
+    else:
+        indices = splits_from_config(table, data_cfg)[split]
+    out = Path(args.out or Path(args.checkpoint).parent.parent / "eval" /
+               (f"{Path(args.checkpoint).stem}_{split}" + (f"_without_{args.withhold}" if args.withhold else "")))
+    metrics = evaluate_cases(
+        model, table, indices, out, title=f"{Path(args.checkpoint).name} on {table.name} {split}",
+        notes=data_notes(table, data_cfg, split, model.modalities), batch_size=args.batch_size,
+        num_workers=args.num_workers, withhold=args.withhold, tta_flip=args.tta,
+        max_image_pixels=data_cfg.max_image_pixels,
+    )
+    s = metrics["summary"]
+    print(f"report: {out / 'report.md'}")
+    for k in ("accuracy", "balanced_accuracy", "auc_macro", "ap_macro", "f1_macro", "ece"):
+        if s.get(k) is not None:
+            print(f"  {k:18s} {s[k]:.4f}")
+    return 0

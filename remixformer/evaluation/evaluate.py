@@ -1,0 +1,121 @@
+"""Evaluate a model on cases of a data set: predictions, metrics, the report files.
+
+Used after training (the run's best model on its test split), by ``remixformer evaluate`` (any
+checkpoint, any split or manifest, optionally with a modality withheld), by cross-validation and the demo.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from remixformer.keys import IGNORE_INDEX
+from remixformer.tasks import MULTI
+
+log = logging.getLogger(__name__)
+
+
+def align_to_model(table: Any, model: Any) -> Any:
+    """The data set relabelled to the model's tasks (by class name) and encoded with its metadata schema.
+
+    A diagnosis class the model does not know is an error; a task the data lacks is unknown for every case.
+    """
+    from remixformer.data.schema import MetadataSchema
+
+    tasks = model.tasks
+    if tuple(table.tasks) == tuple(tasks) and (
+        model.config.metadata_schema is None or table.schema.to_dict() == model.config.metadata_schema
+    ):
+        return table
+    data_tasks = {t.name: t for t in table.tasks}
+    cases = []
+    for c in table.cases:
+        targets: dict[str, Any] = {}
+        for t in tasks:
+            src = data_tasks.get(t.name)
+            v = c.targets.get(t.name) if src is not None else None
+            if src is None or v is None:
+                targets[t.name] = [float("nan")] * t.num_classes if t.kind == MULTI else IGNORE_INDEX
+            elif t.kind == MULTI:
+                by_name = dict(zip(src.classes, v))
+                targets[t.name] = [by_name.get(a, float("nan")) for a in t.classes]
+            elif int(v) < 0:
+                targets[t.name] = IGNORE_INDEX
+            else:
+                name = src.classes[int(v)]
+                if name not in t.classes:
+                    raise ValueError(
+                        f"{c.where()}: {t.name} label {name!r} is not one of the model's classes {list(t.classes)}"
+                    )
+                targets[t.name] = t.classes.index(name)
+        cases.append(replace(c, targets=targets))
+    schema = table.schema
+    if model.config.metadata_schema is not None:
+        schema = MetadataSchema.from_dict(model.config.metadata_schema)
+    return replace(table, cases=cases, tasks=tuple(tasks), schema=schema)
+
+
+def evaluate_cases(
+    model: Any,
+    table: Any,
+    indices: list[int],
+    out_dir: str | Path,
+    *,
+    title: str,
+    notes: list[str] | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    withhold: str = "",
+    tta_flip: bool = False,
+    progress: bool = True,
+    max_image_pixels: int | None = None,
+) -> dict[str, Any]:
+    """Predict ``indices`` of ``table`` with ``model``, write the report into ``out_dir``; return the
+    full metrics dict (``["summary"]`` is the flat view)."""
+    from remixformer.data.dataset import MultiModalDataset, collate
+    from remixformer.evaluation.report import evaluate_predictions, write_report
+    from remixformer.evaluation.runner import predict
+    from remixformer.training.sampling import EpochIndexed, EpochSampler
+
+    if not indices:
+        raise ValueError(f"{table.name}: no cases to evaluate")
+    if withhold and set(withhold.upper()) - set("CDM"):
+        raise ValueError(f"--withhold takes letters of C, D, M, got {withhold!r}")
+    table = align_to_model(table, model)
+    cfg = model.config
+    kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
+    ds = MultiModalDataset(table, list(indices), modalities=cfg.modalities,
+                           clinical_size=cfg.clinical.image_size, dermoscopy_size=cfg.dermoscopy.image_size,
+                           train=False, remix=False, **kwargs)
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(EpochIndexed(ds), batch_size=batch_size, sampler=EpochSampler(len(ds), shuffle=False),
+                        collate_fn=collate, num_workers=num_workers)
+    preds, dropped = predict(model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress,
+                             desc=f"evaluate {table.name}")
+    preds = preds.aggregate_by_case()
+    metrics = evaluate_predictions(preds, dataset_name=table.name)
+    notes = list(notes or [])
+    if withhold:
+        notes.append(f"withheld modality: {withhold.upper()} (the model answered without it)")
+    if dropped:
+        notes.append(f"{len(dropped)} case(s) not evaluated: none of the model's modalities remained "
+                     f"(e.g. {', '.join(dropped[:5])})")
+    write_report(out_dir, metrics, preds, title=title, notes=notes)
+    return metrics
+
+
+def data_notes(table: Any, data_cfg: Any, split: str, modalities: str) -> list[str]:
+    """What every report of a run must say: data set, split protocol, leakage, skipped cases."""
+    protocol = data_cfg.protocol
+    notes = [f"data set: {table.name}; split: {split}; protocol: {protocol}"
+             + (f" (fold {data_cfg.fold} of {data_cfg.n_folds}, grouped by patient/lesion)"
+                if protocol == "kfold" else ""),
+             f"model modalities: {modalities}"]
+    if table.leaky_fields_included:
+        notes.append("LEAKAGE: metadata fields that leak the label were used as inputs: "
+                     + ", ".join(table.leaky_fields_included))
+    notes += list(table.notes)
+    return notes

@@ -1,0 +1,1 @@
+"""Training, resuming and cross-validation on PyTorch Lightning (CPU, one GPU, DDP on several)."""

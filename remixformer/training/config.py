@@ -1,0 +1,98 @@
+"""The run configuration: model, data, training and evaluation sections, saved in every run directory.
+
+Layering (``remixformer.config``): these defaults, then the YAML file(s) (with ``base:``), then
+``key=value`` overrides on the command line. Defaults follow the paper's recipe (section IV-B): SGD
+with momentum, cosine schedule, initial lr 1e-4, summed cross-entropy, batch 64, 200 epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from remixformer.data.config import DataConfig
+
+
+@dataclass
+class ModelSection:
+    """Which preset, which modalities, and overrides of the preset's sections (see ModelConfig)."""
+
+    preset: str = "remixformer_paper"
+    modalities: str = "CDM"
+    clinical: dict[str, Any] = field(default_factory=dict)
+    dermoscopy: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)
+    clinical_weights: str | None = None  # e.g. timm:swin_tiny_patch4_window7_224, or a file
+    window_encoder_weights: str | None = None  # e.g. timm:vit_small_patch16_224.dino, or our pretrain export
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 200
+    batch_size: int = 64  # per device; the effective batch is batch_size * devices * accumulate_grad_batches
+    eval_batch_size: int | None = None  # default: batch_size
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 1e-4
+    momentum: float = 0.9  # SGD
+    weight_decay: float = 1e-4  # not applied to norms, biases, tokens, position tables, MSTA templates
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    precision: str = "32-true"  # "16-mixed", "bf16-mixed" on GPUs
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    accelerator: str = "auto"  # cpu, gpu, auto
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto picks DDP when several devices are used
+    monitor: str = "val/diag/balanced_accuracy"  # validation metric for the best checkpoint and early stopping
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stopping_patience: int = 0  # epochs without improvement; 0 = off
+    modality_dropout: float = 0.0  # probability of hiding each modality of a training case (robustness)
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    progress_bar: bool = True
+    deterministic: bool = False  # torch deterministic algorithms (slower on GPUs)
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"max_epochs ({self.max_epochs}) and batch_size ({self.batch_size}) must be >= 1")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class EvalConfig:
+    split: Literal["test", "val", "train"] = "test"  # evaluated with the best checkpoint after training
+    tta_flip: bool = False  # average with horizontally flipped images
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Keys that may differ between a run and its --resume (they do not change what is computed).
+RESUMABLE_CHANGES = (
+    "train.max_epochs",
+    "train.progress_bar",
+    "train.devices",
+    "train.accelerator",
+    "train.num_nodes",
+    "train.strategy",
+    "data.num_workers",
+    "data.root",
+    "output_dir",
+    "train.early_stopping_patience",
+)

@@ -1,0 +1,70 @@
+"""Data loaders of a run, built once the process knows its rank (DDP, several nodes, or one CPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from remixformer.data.cases import CaseTable
+from remixformer.training.config import RunConfig
+from remixformer.training.sampling import EpochIndexed, EpochSampler
+
+
+def make_dataset(table: CaseTable, indices: list[int], model_cfg: Any, train: bool, cfg: RunConfig):
+    from remixformer.data.dataset import MultiModalDataset
+
+    return MultiModalDataset(
+        table,
+        indices,
+        modalities=model_cfg.modalities,
+        clinical_size=model_cfg.clinical.image_size,
+        dermoscopy_size=model_cfg.dermoscopy.image_size,
+        train=train,
+        remix=cfg.data.remix and train,
+        remix_modalities=cfg.data.remix_modalities,
+        seed=cfg.seed,
+        max_image_pixels=cfg.data.max_image_pixels,
+        cache_images=cfg.data.cache_images,
+    )
+
+
+def make_loader(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, num_workers: int, rank: int = 0,
+                world_size: int = 1) -> DataLoader:
+    from remixformer.data.dataset import collate
+
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
+                           pad=shuffle)
+    return DataLoader(
+        EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate,
+        num_workers=num_workers, persistent_workers=False, pin_memory=False,
+    )
+
+
+class RemixDataModule(L.LightningDataModule):
+    def __init__(self, cfg: RunConfig, table: CaseTable, splits: dict[str, list[int]], model_cfg: Any) -> None:
+        super().__init__()
+        self.cfg, self.table, self.splits, self.model_cfg = cfg, table, splits, model_cfg
+        self._datasets: dict[str, Any] = {}
+
+    def dataset(self, split: str):
+        if split not in self._datasets:
+            self._datasets[split] = make_dataset(self.table, self.splits[split], self.model_cfg, split == "train",
+                                                 self.cfg)
+        return self._datasets[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
+        if not self.splits.get(split):
+            return []
+        t = self.cfg.train
+        bs = t.batch_size if shuffle else (t.eval_batch_size or t.batch_size)
+        return make_loader(self.dataset(split), bs, shuffle=shuffle, seed=self.cfg.seed,
+                           num_workers=self.cfg.data.num_workers, rank=self.trainer.global_rank,
+                           world_size=self.trainer.world_size)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)

@@ -1,0 +1,191 @@
+"""The LightningModule: summed task losses, optimisation, reproducible per-epoch randomness and the
+validation metrics used to pick the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from remixformer import keys
+from remixformer.tasks import MULTI, TaskSpec
+from remixformer.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+NO_DECAY = ("cls_token", "pos_embed", "relative_position_bias_table", "templates", "scales")
+
+
+def task_losses(
+    logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], tasks: tuple[TaskSpec, ...]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sum over tasks of (weight x) cross-entropy; BCE for multi-label tasks. Unknown labels (-1, NaN)
+    are left out; a task with no known label in the batch contributes nothing."""
+    total = next(iter(logits.values())).new_zeros(())
+    parts: dict[str, torch.Tensor] = {}
+    for t in tasks:
+        y = targets.get(t.name)
+        if y is None:
+            continue
+        x = logits[t.name]
+        if t.kind == MULTI:
+            known = ~torch.isnan(y)
+            if not known.any():
+                continue
+            loss = F.binary_cross_entropy_with_logits(x[known], y[known].to(x.dtype))
+        else:
+            known = y != keys.IGNORE_INDEX
+            if not known.any():
+                continue
+            loss = F.cross_entropy(x[known], y[known])
+        parts[t.name] = loss.detach()
+        total = total + t.weight * loss
+    return total, parts
+
+
+class WarmupCosine:
+    """Learning-rate factor per optimiser step: linear warm-up, then cosine down to ``floor``.
+    A plain object (not a closure), so LambdaLR can store its state without pickling."""
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, floor: float = 0.0, cosine: bool = True):
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = int(warmup_steps)
+        self.floor = float(floor)
+        self.cosine = bool(cosine)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if not self.cosine:
+            return 1.0
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class RemixFormerModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, train_cfg: TrainConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = train_cfg
+        self.seed = seed
+        self.tasks: tuple[TaskSpec, ...] = model.tasks
+        self._val: list[dict[str, Any]] = []
+        self.weight_checksums: list[float] = []
+
+    def forward(self, batch: dict[str, Any], explain: bool = False) -> dict[str, Any]:
+        return self.model(batch, explain=explain)
+
+    # --- randomness ------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        # The model's own randomness (LSM sampling, drop path, modality dropout) is a function of
+        # (seed, epoch, rank): a run resumed at an epoch boundary draws exactly what it would have.
+        torch.manual_seed((self.seed * 1_000_003 + self.current_epoch * 10_007 + self.global_rank) % 2**63)
+
+    def _drop_modalities(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Hide each modality of each case with probability ``modality_dropout``, keeping one per case."""
+        p = self.cfg.modality_dropout
+        letters = [m for m in self.model.modalities if keys.MODALITY_KEYS[m] in batch]
+        if p <= 0 or len(letters) < 2:
+            return batch
+        batch = dict(batch)
+        B = batch[keys.MODALITY_KEYS[letters[0]]].shape[0]
+        device = batch[keys.MODALITY_KEYS[letters[0]]].device
+        masks = {}
+        for m in letters:
+            k = keys.present_key(keys.MODALITY_KEYS[m])
+            present = batch.get(k, torch.ones(B, dtype=torch.bool, device=device)).bool()
+            masks[m] = present & (torch.rand(B, device=device) >= p)
+        still = torch.stack(list(masks.values())).any(0)
+        for m in letters:  # a case that lost everything keeps what it had
+            k = keys.present_key(keys.MODALITY_KEYS[m])
+            original = batch.get(k, torch.ones(B, dtype=torch.bool, device=device)).bool()
+            batch[k] = torch.where(still, masks[m], original)
+        return batch
+
+    # --- steps -----------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        batch = self._drop_modalities(batch)
+        out = self.model(batch)
+        loss, parts = task_losses(out[keys.LOGITS], batch[keys.TARGETS], self.tasks)
+        B = len(batch[keys.CASE_ID])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=B)
+        for name, v in parts.items():
+            self.log(f"train/{name}_loss", v, on_step=False, on_epoch=True, batch_size=B)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        out = self.model(batch)
+        loss, _ = task_losses(out[keys.LOGITS], batch[keys.TARGETS], self.tasks)
+        B = len(batch[keys.CASE_ID])
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=B, sync_dist=True)
+        self._val.append({
+            "case_id": list(batch[keys.CASE_ID]),
+            "logits": {k: v.detach().float().cpu() for k, v in out[keys.LOGITS].items()},
+            "targets": {k: v.detach().cpu() for k, v in batch[keys.TARGETS].items()},
+        })
+
+    def on_validation_epoch_end(self) -> None:
+        from remixformer.evaluation.predictions import Predictions
+        from remixformer.evaluation.report import evaluate_predictions
+
+        parts = self._val
+        self._val = []
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, parts)  # every rank computes the same metrics
+            parts = [p for rank_parts in gathered for p in rank_parts]
+        if not parts or self.trainer.sanity_checking:
+            return
+        preds = Predictions.from_logits(
+            [c for p in parts for c in p["case_id"]],
+            self.tasks,
+            {t.name: torch.cat([p["logits"][t.name] for p in parts]) for t in self.tasks},
+            {t.name: torch.cat([p["targets"][t.name] for p in parts]) for t in self.tasks if t.name in parts[0]["targets"]},
+        ).aggregate_by_case()
+        metrics = evaluate_predictions(preds)["tasks"]
+        for t in self.tasks:
+            m = metrics[t.name]
+            names = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro") if t.kind != MULTI else ("auc_mean",)
+            for name in names:
+                value = m.get(name)
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    self.log(f"val/{t.name}/{name}", float(value), prog_bar=(t.name == self.tasks[0].name
+                                                                             and name == "balanced_accuracy"))
+
+    # --- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY) else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if self.cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.cfg.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(round(self.cfg.warmup_epochs * total / epochs))
+        factor = WarmupCosine(total, warmup, self.cfg.min_lr_ratio, cosine=self.cfg.scheduler == "cosine")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- distributed check -----------------------------------------------------------------------
+    def on_fit_end(self) -> None:
+        """Record a checksum of the weights on every process (they must agree under DDP)."""
+        with torch.no_grad():
+            local = float(sum(p.detach().double().sum().item() * (i + 1)
+                              for i, p in enumerate(self.model.parameters())))
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, local)
+            self.weight_checksums = [float(g) for g in gathered]
+        else:
+            self.weight_checksums = [local]

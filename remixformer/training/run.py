@@ -1,0 +1,220 @@
+"""One training run: data, model, Lightning trainer, run directory, final evaluation.
+
+Run directory (``<output_dir>/<name>`` unless given)::
+
+    config.yaml            the fully resolved config (defaults + files + overrides)
+    data.json              the data set: counts, tasks, schema, leakage warning, skipped cases
+    splits.csv             case_id, group_id, split, fold
+    metrics.csv/.jsonl     one row per epoch
+    train.log              the log
+    logs/tensorboard/      TensorBoard events
+    checkpoints/best.safetensors, last.safetensors     model files (weights + config + labels)
+    checkpoints/last.state.safetensors                 the training state for --resume
+    eval/<split>/          report.md/.json, predictions.csv, ROC and confusion PNGs
+    summary.json           best epoch, validation score, test metrics, processes' weight checksums
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from remixformer.config import dump_yaml, from_dict, load_yaml, to_dict
+from remixformer.training.config import RESUMABLE_CHANGES, RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def check_resumable(stored: Path, cfg: RunConfig) -> None:
+    """A resumed run must compute what the interrupted one computed."""
+    old = _flatten(to_dict(from_dict(RunConfig, load_yaml(stored))))
+    new = _flatten(to_dict(cfg))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise ValueError(
+            f"--resume: the config differs from the run's {stored} in {diff}; only {list(RESUMABLE_CHANGES)} "
+            "may change when resuming"
+        )
+
+
+def build_model_for(cfg: RunConfig, table: Any):
+    from remixformer.models import create_model
+
+    m = cfg.model
+    lacking = sorted(set(m.modalities.upper()) - set(table.modalities))
+    if lacking:
+        raise ValueError(
+            f"model.modalities {m.modalities!r} uses {lacking} but data set {table.name!r} provides only "
+            f"{table.modalities!r}"
+        )
+    return create_model(
+        m.preset, m.modalities, tasks=table.tasks, metadata_schema=table.schema.to_dict(),
+        clinical_weights=m.clinical_weights, window_encoder_weights=m.window_encoder_weights,
+        clinical=m.clinical, dermoscopy=m.dermoscopy, metadata=m.metadata, fusion=m.fusion,
+    )
+
+
+def _file_logging(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _trainer(cfg: RunConfig, run_dir: Path, callbacks: list, devices_hint: Any):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
+
+    t = cfg.train
+    strategy = t.strategy
+    many = t.num_nodes > 1 or (isinstance(devices_hint, int) and devices_hint > 1) or os.environ.get(
+        "WORLD_SIZE", "1") not in ("", "1")
+    if strategy == "auto" and many:
+        # a branch whose modality is absent from a whole batch has no gradient in that step
+        strategy = "ddp_find_unused_parameters_true"
+    return L.Trainer(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(str(run_dir), name="logs", version="tensorboard", default_hp_metric=False),
+        plugins=[SafetensorsCheckpointIO()],
+        enable_checkpointing=False,  # RunCheckpoint writes our files
+        use_distributed_sampler=False,  # EpochSampler shards by rank itself
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        deterministic=t.deterministic,
+        default_root_dir=str(run_dir),
+    )
+
+
+def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run and evaluate its best model; returns the run summary."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from remixformer.data.registry import load_dataset
+    from remixformer.data.splits import read_splits, splits_from_config, write_splits
+    from remixformer.training.callbacks import STATE_FILE, EpochMetrics, ProgressBar, RunCheckpoint
+    from remixformer.training.datamodule import RemixDataModule
+    from remixformer.training.module import RemixFormerModule
+
+    run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
+    state = run_dir / "checkpoints" / STATE_FILE
+    if resume:
+        if not state.exists():
+            raise ValueError(f"--resume: no training state at {state}; start the run without --resume")
+        check_resumable(run_dir / "config.yaml", cfg)
+    elif (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise ValueError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another name / --run-dir"
+        )
+    t0 = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    table = load_dataset(cfg.data)
+    if resume and (run_dir / "splits.csv").exists():
+        splits = read_splits(table, run_dir / "splits.csv")
+    else:
+        splits = splits_from_config(table, cfg.data)
+    model = build_model_for(cfg, table)
+    handler = None
+    if is_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = _file_logging(run_dir)
+        dump_yaml(cfg, run_dir / "config.yaml")
+        data_info = table.summary() | {"splits": {k: len(v) for k, v in splits.items()}}
+        (run_dir / "data.json").write_text(json.dumps(data_info, indent=2, default=str))
+        write_splits(table, splits, run_dir)
+        if table.leaky_fields_included:
+            log.warning("%s", data_info.get("warning"))
+    log.info("run %s: %d train / %d val / %d test cases; model %s (%s), %.1fM parameters", run_dir,
+             len(splits["train"]), len(splits["val"]), len(splits["test"]), cfg.model.preset,
+             model.modalities, model.num_parameters() / 1e6)
+
+    extra = {
+        "run": cfg.name,
+        "dataset": table.name,
+        "data": to_dict(cfg.data),
+        "leaky_fields_included": list(table.leaky_fields_included),
+    }
+    callbacks: list = [RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra), EpochMetrics(run_dir)]
+    if cfg.train.early_stopping_patience > 0 and splits["val"]:
+        callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.early_stopping_patience,
+                                       mode=cfg.train.monitor_mode, check_on_train_epoch_end=True))
+    if cfg.train.progress_bar:
+        callbacks.append(ProgressBar())
+    trainer = _trainer(cfg, run_dir, callbacks, cfg.train.devices)
+    module = RemixFormerModule(model, cfg.train, cfg.seed)
+    dm = RemixDataModule(cfg, table, splits, model.config)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(state) if resume else None)
+        summary: dict[str, Any] = {
+            "run_dir": str(run_dir),
+            "world_size": trainer.world_size,
+            "weight_checksums": module.weight_checksums,
+            "epochs_trained": trainer.current_epoch,
+            "best_epoch": callbacks[0].best_epoch,
+            "best_score": callbacks[0].best_score,
+            "monitor": cfg.train.monitor,
+        }
+        if trainer.is_global_zero:
+            summary["eval"] = evaluate_run(run_dir, cfg, table, splits, cfg.eval.split)
+            summary["train_time_s"] = round(time.time() - t0, 1)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def evaluate_run(run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, list[int]], split: str,
+                 withhold: str = "") -> dict[str, Any]:
+    """Evaluate the run's best model on ``split`` into ``eval/<split>``; returns the flat metrics."""
+    from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+    from remixformer.models.checkpoint import load_model
+    from remixformer.training.callbacks import BEST_MODEL
+
+    if not splits.get(split):
+        log.warning("no %s cases: nothing to evaluate", split)
+        return {}
+    model = load_model(run_dir / "checkpoints" / BEST_MODEL)
+    out = run_dir / "eval" / (split + (f"_without_{withhold}" if withhold else ""))
+    metrics = evaluate_cases(
+        model, table, splits[split], out, title=f"{cfg.name}: {table.name} {split}",
+        notes=data_notes(table, cfg.data, split, model.modalities), withhold=withhold,
+        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size, num_workers=cfg.data.num_workers,
+        tta_flip=cfg.eval.tta_flip, progress=cfg.train.progress_bar, max_image_pixels=cfg.data.max_image_pixels,
+    )
+    return metrics["summary"]
