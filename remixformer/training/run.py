@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -80,45 +79,6 @@ def _file_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def _trainer(cfg: RunConfig, run_dir: Path, callbacks: list, devices_hint: Any):
-    import lightning as L
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
-
-    t = cfg.train
-    strategy = t.strategy
-    many = t.num_nodes > 1 or (isinstance(devices_hint, int) and devices_hint > 1) or os.environ.get(
-        "WORLD_SIZE", "1") not in ("", "1")
-    if strategy == "auto" and many:
-        # a branch whose modality is absent from a whole batch has no gradient in that step
-        strategy = "ddp_find_unused_parameters_true"
-    return L.Trainer(
-        max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=strategy,
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(str(run_dir), name="logs", version="tensorboard", default_hp_metric=False),
-        plugins=[SafetensorsCheckpointIO()],
-        enable_checkpointing=False,  # RunCheckpoint writes our files
-        use_distributed_sampler=False,  # EpochSampler shards by rank itself
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        deterministic=t.deterministic,
-        default_root_dir=str(run_dir),
-    )
-
-
 def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Train (or resume) one run and evaluate its best model; returns the run summary."""
     import lightning as L
@@ -129,6 +89,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     from remixformer.training.callbacks import STATE_FILE, EpochMetrics, ProgressBar, RunCheckpoint
     from remixformer.training.datamodule import RemixDataModule
     from remixformer.training.module import RemixFormerModule
+    from remixformer.training.trainer import build_trainer
 
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     state = run_dir / "checkpoints" / STATE_FILE
@@ -174,7 +135,15 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
                                        mode=cfg.train.monitor_mode, check_on_train_epoch_end=True))
     if cfg.train.progress_bar:
         callbacks.append(ProgressBar())
-    trainer = _trainer(cfg, run_dir, callbacks, cfg.train.devices)
+    t = cfg.train
+    trainer = build_trainer(
+        run_dir, callbacks, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        progress_bar=t.progress_bar, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, deterministic=t.deterministic,
+    )
     module = RemixFormerModule(model, cfg.train, cfg.seed)
     dm = RemixDataModule(cfg, table, splits, model.config)
     try:

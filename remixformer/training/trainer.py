@@ -1,0 +1,72 @@
+"""The Lightning ``Trainer`` every run uses (supervised training and DINO pretraining alike): devices
+and DDP, precision, TensorBoard, checkpoints through safetensors (never pickled), our samplers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def wants_ddp(devices: Any, num_nodes: int) -> bool:
+    return num_nodes > 1 or (isinstance(devices, int) and devices > 1) or os.environ.get("WORLD_SIZE", "1") not in (
+        "", "1")
+
+
+def build_trainer(
+    run_dir: str | Path,
+    callbacks: list,
+    *,
+    max_epochs: int,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    accumulate_grad_batches: int = 1,
+    gradient_clip_val: float | None = None,
+    progress_bar: bool = True,
+    log_every_n_steps: int = 10,
+    check_val_every_n_epoch: int = 1,
+    limit_train_batches: float = 1.0,
+    limit_val_batches: float = 1.0,
+    deterministic: bool = False,
+    find_unused_parameters: bool = True,
+):
+    """A Trainer writing TensorBoard logs under ``run_dir/logs/tensorboard``.
+
+    With several devices or nodes (or under torchrun / SLURM) ``strategy="auto"`` becomes DDP; with
+    ``find_unused_parameters`` because a branch whose modality is absent from a whole batch gets no
+    gradient in that step. Samplers are ours (``use_distributed_sampler=False``): they shard by rank.
+    """
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
+
+    if strategy == "auto" and wants_ddp(devices, num_nodes):
+        strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        accumulate_grad_batches=accumulate_grad_batches,
+        gradient_clip_val=gradient_clip_val,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(str(run_dir), name="logs", version="tensorboard", default_hp_metric=False),
+        plugins=[SafetensorsCheckpointIO()],
+        enable_checkpointing=False,  # our callbacks write the files
+        use_distributed_sampler=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=log_every_n_steps,
+        check_val_every_n_epoch=check_val_every_n_epoch,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=limit_val_batches,
+        deterministic=deterministic,
+        default_root_dir=str(run_dir),
+    )
