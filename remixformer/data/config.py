@@ -1,0 +1,61 @@
+"""``DataConfig``: which data set, where, how to split it and how to read it.
+
+Image sizes are not here: the model's config gives them (``clinical.image_size``,
+``dermoscopy.image_size``). Build with ``remixformer.config.from_dict(DataConfig, {...})``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DATASET_NAMES = ("synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest")
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decompression-bomb guard: 10,000 x 10,000
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest"] = (
+        "synthetic"
+    )
+    root: str = "data/synthetic"  # the folder as the data set unpacks (synthetic: generated here if empty)
+    manifest: str | None = None  # manifest data set: the CSV (default <root>/manifest.csv)
+    schema: str | None = None  # manifest data set: the schema JSON/YAML (default <root>/schema.json)
+    protocol: Literal["auto", "official", "kfold"] = "auto"  # auto: official split where the set has one
+    n_folds: int = 5
+    fold: int = 0  # kfold: the test fold; validation is carved from the other folds
+    val_fraction: float = 0.15  # share of the non-test cases held out for validation (grouped, stratified)
+    seed: int = 0  # folds, validation carve-out, augmentation and remix draws
+    include_leaky_fields: list[str] = field(default_factory=list)  # e.g. ["management"]; named in reports
+    exclude_fields: list[str] = field(default_factory=list)  # metadata fields to leave out of the inputs
+    remix: bool = True  # training only: borrow a missing image from a same-diagnosis training case
+    remix_modalities: str = "CD"  # which missing modalities remix may borrow (letters of C, D, M)
+    skip_bad_cases: bool = (
+        False  # leave out cases with missing/unreadable images, with a warning listing them
+    )
+    verify_images: bool = False  # decode every image when loading (slow on big sets; `data check` does it)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    num_workers: int = 0  # DataLoader workers
+    cache_images: bool = False  # keep decoded images resized to the model size in memory (small CPU runs)
+    attributes: bool = True  # ISIC 2017/2018: add the dermoscopic-attribute task when its labels are found
+    synthetic_cases: int = 600  # synthetic: cases to generate when root holds no data set yet
+    synthetic_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+        if not 0 <= self.fold < self.n_folds:
+            raise ValueError(
+                f"fold must be in [0, {self.n_folds - 1}] for n_folds={self.n_folds}, got {self.fold}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_image_pixels <= 0:
+            raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        bad = sorted(set(self.remix_modalities) - set("CDM"))
+        if bad:
+            raise ValueError(f"remix_modalities: letters must be C, D or M, got {self.remix_modalities!r}")
+        if self.synthetic_cases < 10:
+            raise ValueError(f"synthetic_cases must be at least 10, got {self.synthetic_cases}")

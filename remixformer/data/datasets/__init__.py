@@ -1,0 +1,1 @@
+"""One module per data set; each exposes ``load(cfg: DataConfig) -> CaseTable`` (ISIC: one per year)."""

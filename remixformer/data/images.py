@@ -1,0 +1,157 @@
+"""Safe image loading: every image becomes an 8-bit RGB ``PIL.Image`` or a :class:`BadImageError`.
+
+- EXIF orientation is applied (phones store portrait photos rotated, with an orientation tag).
+- RGBA / LA / palette images lose their alpha channel (the colour values underneath are kept);
+  grayscale becomes RGB; 16-bit and 32-bit integer images are scaled to 8 bits (``v * 255 / 65535``).
+- Missing, unreadable, truncated files and images above ``max_pixels`` (decompression bombs) raise
+  :class:`BadImageError` naming the file and the case.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class BadImageError(ValueError):
+    """An image cannot be used; the message names the file, the case and why."""
+
+    def __init__(self, path: str, reason: str, case_id: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.case_id = case_id
+        where = f" (case {case_id!r})" if case_id is not None else ""
+        super().__init__(f"{self.path}{where}: {reason}")
+
+
+def _describe(src: str | os.PathLike | bytes) -> str:
+    if isinstance(src, (bytes, bytearray)):
+        return f"<{len(src)} bytes>"
+    return str(src)
+
+
+def case_insensitive_match(path: str | os.PathLike) -> Path | None:
+    """A file in the same folder whose name differs from ``path``'s only in letter case, if any."""
+    p = Path(path)
+    try:
+        names = os.listdir(p.parent)
+    except OSError:
+        return None
+    low = p.name.lower()
+    for n in names:
+        if n.lower() == low and n != p.name:
+            return p.parent / n
+    return None
+
+
+def missing_file_reason(path: str | os.PathLike) -> str:
+    alt = case_insensitive_match(path)
+    if alt is not None:
+        return f"file not found (a file differing only in letter case exists: {alt.name})"
+    return "file not found"
+
+
+def _open(src: str | os.PathLike | bytes, case_id: str | None) -> Image.Image:
+    name = _describe(src)
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit applies below; PIL's warning for large images would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if isinstance(src, (bytes, bytearray)):
+                return Image.open(io.BytesIO(src))
+            return Image.open(src)
+    except FileNotFoundError:
+        raise BadImageError(name, missing_file_reason(src), case_id) from None
+    except IsADirectoryError:
+        raise BadImageError(name, "is a folder, not an image file", case_id) from None
+    except Image.DecompressionBombError as e:
+        raise BadImageError(name, f"image too large (decompression bomb guard): {e}", case_id) from None
+    except UnidentifiedImageError:
+        raise BadImageError(name, "not a readable image (corrupt or unknown format)", case_id) from None
+    except OSError as e:
+        raise BadImageError(name, f"cannot open: {e}", case_id) from None
+
+
+def _check_pixels(img: Image.Image, name: str, max_pixels: int, case_id: str | None) -> None:
+    w, h = img.size
+    if w * h > max_pixels:
+        raise BadImageError(
+            name,
+            f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (max_image_pixels)",
+            case_id,
+        )
+    if w == 0 or h == 0:
+        raise BadImageError(name, f"empty image ({w}x{h})", case_id)
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB (see the module docstring for the rules)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.int64)
+        arr = np.clip(arr, 0, 65535)
+        arr8 = ((arr * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(arr8).convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if np.nanmax(arr) <= 1.0 else 1.0
+        arr8 = np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8).convert("RGB")
+    if mode == "P":
+        return img.convert("RGBA").convert("RGB")  # palette transparency goes through RGBA, then dropped
+    return img.convert("RGB")  # RGBA, LA, L, 1, CMYK, YCbCr, ...
+
+
+def load_image(
+    src: str | os.PathLike | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    case_id: str | None = None,
+) -> Image.Image:
+    """Read an image file (or its bytes) as an 8-bit RGB image with EXIF orientation applied.
+
+    Raises :class:`BadImageError` (a ``ValueError``) naming the file and the case when the file is
+    missing, corrupt, truncated or larger than ``max_pixels``.
+    """
+    name = _describe(src)
+    with _open(src, case_id) as raw:
+        _check_pixels(raw, name, max_pixels, case_id)
+        try:
+            raw.load()
+        except OSError as e:
+            reason = "truncated file" if "truncated" in str(e).lower() else f"cannot decode: {e}"
+            raise BadImageError(name, reason, case_id) from None
+        except (ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise BadImageError(name, f"cannot decode: {e}", case_id) from None
+        try:
+            img = ImageOps.exif_transpose(raw)  # always a new image, detached from the file
+        except Exception as e:  # malformed EXIF blocks raise all sorts of errors
+            raise BadImageError(name, f"unreadable EXIF orientation: {e}", case_id) from None
+    return to_rgb8(img)
+
+
+def verify_image(
+    src: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, case_id: str | None = None
+) -> tuple[int, int]:
+    """Fully decode an image to prove it is usable; returns its (width, height) after EXIF rotation."""
+    return load_image(src, max_pixels=max_pixels, case_id=case_id).size
+
+
+def image_size(src: str | os.PathLike, *, case_id: str | None = None) -> tuple[int, int]:
+    """(width, height) from the file header only (no decoding)."""
+    img = _open(src, case_id)
+    try:
+        return img.size
+    finally:
+        img.close()

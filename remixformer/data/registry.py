@@ -1,0 +1,149 @@
+"""Data set names -> loaders, and :func:`load_dataset`, the one entry point the rest of the project uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from remixformer.data.cases import CaseTable
+from remixformer.data.config import DATASET_NAMES, DataConfig
+from remixformer.data.images import BadImageError, missing_file_reason, verify_image
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[DataConfig], CaseTable]
+
+
+def _loaders() -> dict[str, Loader]:
+    from remixformer.data.datasets import derm7pt, isic, manifest, pad_ufes, synthetic
+
+    return {
+        "synthetic": synthetic.load,
+        "derm7pt": derm7pt.load,
+        "pad_ufes20": pad_ufes.load,
+        "isic2017": isic.load_isic2017,
+        "isic2018": isic.load_isic2018,
+        "isic2019": isic.load_isic2019,
+        "manifest": manifest.load,
+    }
+
+
+def dataset_names() -> tuple[str, ...]:
+    return DATASET_NAMES
+
+
+def load_cases(cfg: DataConfig) -> CaseTable:
+    """Read a data set's tables (no image file is opened or checked)."""
+    loaders = _loaders()
+    if cfg.dataset not in loaders:
+        raise ValueError(f"unknown data set {cfg.dataset!r}; known: {sorted(loaders)}")
+    table = loaders[cfg.dataset](cfg)
+    if cfg.exclude_fields:
+        table = exclude_fields(table, cfg.exclude_fields)
+    log.info(
+        "%s: %d cases, modalities %s, tasks %s, metadata dim %d",
+        table.name,
+        len(table),
+        table.modalities,
+        [t.name for t in table.tasks],
+        table.schema.dim,
+    )
+    return table
+
+
+def exclude_fields(table: CaseTable, names: list[str]) -> CaseTable:
+    """Drop metadata fields from the schema and the cases (``exclude_fields`` of the config)."""
+    unknown = sorted(set(names) - set(table.schema.field_names))
+    if unknown:
+        raise ValueError(
+            f"{table.name}: exclude_fields names {unknown}, which are not metadata fields; "
+            f"fields are {table.schema.field_names}"
+        )
+    schema = table.schema.without(names)
+    cases = [replace(c, metadata={k: v for k, v in c.metadata.items() if k in schema}) for c in table.cases]
+    note = f"metadata field(s) {sorted(names)} excluded by the configuration (exclude_fields)"
+    modalities = table.modalities if len(schema) else table.modalities.replace("M", "")
+    return replace(table, cases=cases, schema=schema, modalities=modalities, notes=[*table.notes, note])
+
+
+@dataclass(frozen=True)
+class BadFile:
+    case_id: str
+    path: str
+    reason: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        return f"case {self.case_id!r}{where}: {self.path}: {self.reason}"
+
+
+def find_bad_files(
+    table: CaseTable,
+    verify: bool = False,
+    max_pixels: int | None = None,
+    indices=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[BadFile]:
+    """Missing image files (and, with ``verify``, unreadable or oversized ones) of the table's cases."""
+    from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+
+    max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    bad: list[BadFile] = []
+    idx = range(len(table)) if indices is None else indices
+    jobs = [(table.cases[i], p) for i in idx for p in (*table.cases[i].clinical, *table.cases[i].dermoscopy)]
+    for n, (case, path) in enumerate(jobs):
+        if progress is not None:
+            progress(n, len(jobs))
+        if not os.path.isfile(path):
+            bad.append(BadFile(case.case_id, path, missing_file_reason(path), case.source))
+        elif verify:
+            try:
+                verify_image(path, max_pixels=max_pixels, case_id=case.case_id)
+            except BadImageError as e:
+                bad.append(BadFile(case.case_id, path, e.reason, case.source))
+    return bad
+
+
+def apply_file_policy(table: CaseTable, cfg: DataConfig) -> CaseTable:
+    """Fail on bad image files, or (``skip_bad_cases``) drop their cases with a warning listing each."""
+    bad = find_bad_files(table, verify=cfg.verify_images, max_pixels=cfg.max_image_pixels)
+    if not bad:
+        return table
+    by_case: dict[str, str] = {}
+    for b in bad:
+        by_case.setdefault(b.case_id, f"{b.path}: {b.reason}")
+    if not cfg.skip_bad_cases:
+        shown = "\n  ".join(str(b) for b in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise BadImageError(
+            table.root or table.name,
+            f"{len(bad)} image file(s) of {len(by_case)} case(s) are missing or unreadable:\n"
+            f"  {shown}{more}\n"
+            "Set skip_bad_cases=true to leave these cases out (each is listed in a warning), or run "
+            "`remixformer data check` for the full list.",
+        )
+    log.warning(
+        "%s: skipping %d case(s) with missing or unreadable images (%d left): %s",
+        table.name,
+        len(by_case),
+        len(table) - len(by_case),
+        ", ".join(sorted(by_case)),
+    )
+    out = table.without_cases(by_case)
+    out.notes.append(f"{len(by_case)} case(s) skipped for missing or unreadable images (skip_bad_cases)")
+    return out
+
+
+def load_dataset(cfg: DataConfig) -> CaseTable:
+    """Load the data set ``cfg`` names, check its image files and apply the bad-case policy.
+
+    Missing files (and, with ``verify_images``, unreadable ones) raise a :class:`BadImageError` listing
+    them, unless ``skip_bad_cases`` is set: then their cases are dropped and a warning lists every one.
+    """
+    table = load_cases(cfg)
+    for note in table.notes:
+        log.info("%s: %s", table.name, note)
+    return apply_file_policy(table, cfg)
