@@ -1,0 +1,82 @@
+import json
+
+import pandas as pd
+
+from remixformer.cli.main import main
+
+
+def test_check_good_data_set_exits_0_and_prints_counts(derm7pt_root, capsys):
+    code = main(["-q", "data", "check", "--dataset", "derm7pt", "--root", str(derm7pt_root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "data set derm7pt: 30 cases, modalities CDM" in out
+    assert "split protocol: official" in out
+    assert "diag (cases per class):" in out and "rs (cases per class):" in out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  train")}
+    assert lines["train"][-1] == "12"
+    assert "9 case(s) whose clinical photo is a copy" in out
+    assert "['management', 'level_of_diagnostic_difficulty'] leak the label and are excluded" in out
+    assert "image files: all present and readable" in out and "result: OK" in out
+
+
+def test_check_reports_missing_and_corrupt_files_and_exits_1(pad_root, capsys, tmp_path):
+    (pad_root / "images" / "imgs_part_1" / "PAT_0_70_0.png").write_bytes(b"junk")
+    report = tmp_path / "report.json"
+    code = main(
+        ["-q", "data", "check", "--dataset", "pad_ufes20", "--root", str(pad_root), "--json", str(report)]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "3 image file(s) of 3 case(s) missing or unreadable:" in out
+    assert "case 'PAT_0_70_0' (metadata.csv line 2)" in out and "not a readable image" in out
+    assert "PAT_7_71_2.png: file not found" in out
+    assert "5-fold, stratified by diagnosis, grouped (8 groups of 24 cases)" in out
+    assert "smoke: 12 blank (50.0%)" in out
+    assert "background_father" in out and "outside the schema ('CHINA' x1)" in out
+    assert "blanks in ['smoke'," in out and "act as a label proxy" in out
+    data = json.loads(report.read_text())
+    assert data["ok"] is False and len(data["bad_files"]) == 3 and data["n_cases"] == 24
+
+
+def test_quick_check_only_looks_for_files(pad_root, capsys):
+    (pad_root / "images" / "imgs_part_1" / "PAT_0_70_0.png").write_bytes(b"junk")
+    code = main(["-q", "data", "check", "--dataset", "pad_ufes20", "--root", str(pad_root), "--quick"])
+    out = capsys.readouterr().out
+    assert code == 1 and "2 image file(s) of 2 case(s) missing (images not decoded" in out
+
+
+def test_wrong_layout_exits_2_naming_file_and_column(manifest_root, capsys):
+    df = pd.read_csv(manifest_root / "manifest.csv", keep_default_na=False, dtype=str).drop(
+        columns=["diagnosis"]
+    )
+    df.to_csv(manifest_root / "manifest.csv", index=False)
+    code = main(["-q", "data", "check", "--manifest", str(manifest_root / "manifest.csv")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "manifest.csv: missing column(s) ['diagnosis']" in err and err.startswith("error: ")
+
+
+def test_manifest_check_with_leaky_field_included(manifest_root, capsys):
+    code = main(
+        [
+            "-q",
+            "data",
+            "check",
+            "--manifest",
+            str(manifest_root / "manifest.csv"),
+            "--schema",
+            str(manifest_root / "schema.json"),
+            "--include-leaky",
+            "biopsy",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "LEAKAGE: metadata field(s) ['biopsy']" in out
+    assert "attrs (positives per attribute):" in out
+    assert "split protocol: official (manifest split column)" in out
+
+
+def test_check_needs_a_data_set(capsys):
+    assert main(["-q", "data", "check"]) == 2
+    assert "give --dataset NAME --root DIR" in capsys.readouterr().err

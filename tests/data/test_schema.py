@@ -1,0 +1,171 @@
+import json
+import math
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from remixformer.data.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric
+
+
+@pytest.fixture
+def schema():
+    return MetadataSchema(
+        [
+            categorical("sex", ("female", "male"), aliases={"UNK": None}),
+            numeric("age", AGE_BINS),
+            boolean("itch"),
+            categorical("country", ("BRAZIL", "ITALY"), aliases={"BRASIL": "BRAZIL"}),
+        ]
+    )
+
+
+def test_dim_and_slices_cover_the_vector_without_gaps(schema):
+    assert schema.dim == 3 + 9 + 3 + 3
+    slices = schema.field_slices()
+    assert list(slices) == ["sex", "age", "itch", "country"]
+    covered = np.concatenate([np.arange(s.start, s.stop) for s in slices.values()])
+    assert covered.tolist() == list(range(schema.dim))
+    assert len(schema.feature_names()) == schema.dim
+    assert schema.feature_names()[2] == "sex=<unknown>"
+
+
+def test_encode_is_one_hot_per_field(schema):
+    v = schema.encode({"sex": "male", "age": 45, "itch": "True", "country": "ITALY"})
+    assert v.dtype == np.float32 and v.shape == (schema.dim,)
+    for name, sl in schema.field_slices().items():
+        assert v[sl].sum() == 1.0, name
+    assert schema.decode(v) == {"sex": "male", "age": "40-50", "itch": "True", "country": "ITALY"}
+
+
+@pytest.mark.parametrize("raw", [None, "", "   ", float("nan"), np.nan, "UNK", "robot"])
+def test_blank_nan_alias_and_unseen_values_land_in_the_unknown_slot(schema, raw):
+    v = schema.encode({"sex": raw})
+    sl = schema.field_slices()["sex"]
+    assert v[sl].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_missing_fields_are_unknown_and_extra_keys_ignored_by_encode(schema):
+    v = schema.encode({"unrelated": 3})
+    for sl in schema.field_slices().values():
+        assert v[sl][-1] == 1.0
+
+
+def test_matching_is_exact_then_case_insensitive_then_alias(schema):
+    sl = schema.field_slices()["country"]
+    assert schema.encode({"country": "brazil"})[sl].tolist() == [1, 0, 0]
+    assert schema.encode({"country": "BRASIL"})[sl].tolist() == [1, 0, 0]
+    assert schema.encode({"sex": "Male "})[schema.field_slices()["sex"]].tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("age", "label"),
+    [
+        (0, "<20"),
+        (19.9, "<20"),
+        (20, "20-30"),
+        (29, "20-30"),
+        (55.0, "50-60"),
+        ("61", "60-70"),
+        (79.99, "70-80"),
+        (80, ">=80"),
+        (120, ">=80"),
+        ("50-60", "50-60"),
+    ],
+)
+def test_numeric_bins_are_half_open_intervals(schema, age, label):
+    assert schema.decode(schema.encode({"age": age}))["age"] == label
+
+
+def test_numeric_non_numbers_are_unseen(schema):
+    f = schema["age"]
+    assert f.lookup("old") == (None, "unseen")
+    assert f.lookup(float("inf")) == (None, "unseen")
+    assert f.lookup(float("nan")) == (None, "blank")
+
+
+@pytest.mark.parametrize(
+    ("raw", "idx"),
+    [(True, 1), (False, 0), ("True", 1), ("false", 0), (1, 1), (0.0, 0), ("yes", 1), ("no", 0)],
+)
+def test_boolean_parsing(schema, raw, idx):
+    assert schema["itch"].lookup(raw) == (idx, "ok")
+
+
+def test_validate_rejects_unknown_fields_and_values_naming_them(schema):
+    assert schema.validate({"sex": "female", "age": None}) == {
+        "sex": "female",
+        "age": None,
+        "itch": None,
+        "country": None,
+    }
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['height'\]"):
+        schema.validate({"height": 180})
+    with pytest.raises(
+        ValueError, match=r"field 'sex': value 'robot' is not allowed; expected \['female', 'male'\]"
+    ):
+        schema.validate({"sex": "robot"})
+    with pytest.raises(ValueError, match="field 'age'"):
+        schema.validate({"age": "old"})
+
+
+def test_round_trip_through_json(schema):
+    d = json.loads(json.dumps(schema.to_dict()))
+    again = MetadataSchema.from_dict(d)
+    assert again == schema
+    raw = {"sex": "male", "age": 33, "itch": False, "country": "BRASIL"}
+    assert np.array_equal(again.encode(raw), schema.encode(raw))
+
+
+def test_numeric_labels_round_trip():
+    s = MetadataSchema([numeric("fitz", (1.5, 2.5), labels=("I", "II", "III"))])
+    again = MetadataSchema.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert again["fitz"].values == ("I", "II", "III")
+    assert again.decode(again.encode({"fitz": 2.0}))["fitz"] == "II"
+
+
+@pytest.mark.parametrize(
+    ("d", "msg"),
+    [
+        ({"fields": [{"name": "a", "kind": "numeric"}]}, "needs 'bins'"),
+        ({"fields": [{"name": "a", "kind": "numeric", "bins": [3, 1]}]}, "ascending"),
+        ({"fields": [{"name": "a", "kind": "colour", "values": ["x"]}]}, "kind must be one of"),
+        ({"fields": [{"name": "a", "values": ["x", "x"]}]}, "repeated values"),
+        (
+            {"fields": [{"name": "a", "values": ["x"]}, {"name": "a", "values": ["y"]}]},
+            "repeated field names",
+        ),
+        ({"fields": [{"name": "a", "values": ["x"], "colour": 1}]}, "unknown key"),
+        (
+            {"fields": [{"name": "a", "values": ["x"], "aliases": {"z": "w"}}]},
+            "alias 'z' -> 'w' names no value",
+        ),
+    ],
+)
+def test_bad_schemas_raise_naming_the_field(d, msg):
+    with pytest.raises(ValueError, match=msg):
+        MetadataSchema.from_dict(d)
+
+
+def test_example_schema_has_table_ii_fields():
+    text = resources.files("remixformer.data").joinpath("schemas/xskintumor12.json").read_text()
+    d = json.loads(text)
+    schema = MetadataSchema.from_dict(d)
+    assert schema.field_names == [
+        "sex",
+        "color",
+        "sign",
+        "location",
+        "age_of_onset",
+        "duration",
+        "evolution",
+        "medical_history",
+        "sun_exposure_time",
+    ]
+    assert [len(f.values) for f in schema.fields] == [2, 5, 5, 7, 5, 3, 5, 3, 3]
+    assert schema.dim == 38 + 9
+    assert d["tasks"][0]["name"] == "diag" and len(d["tasks"][0]["classes"]) == 12
+    assert (
+        schema.validate({"sex": "Female", "sign": "No hair", "age_of_onset": ">50"})["age_of_onset"] == ">50"
+    )
+    assert math.isclose(schema.encode({}).sum(), 9.0)

@@ -1,0 +1,147 @@
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from remixformer.cli.main import main
+from remixformer.config import from_dict
+from remixformer.data import DataConfig, load_dataset
+from remixformer.data.datasets import synthetic
+from remixformer.data.splits import split_indices
+
+
+def _digest(root):
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    return synthetic.generate(
+        tmp_path_factory.mktemp("syn") / "set", n_cases=24, seed=3, clinical_size=96, dermoscopy_size=96
+    )
+
+
+def test_identical_for_a_seed_whatever_the_workers(syn, tmp_path):
+    again = synthetic.generate(
+        tmp_path / "again", n_cases=24, seed=3, clinical_size=96, dermoscopy_size=96, workers=2
+    )
+    assert _digest(again) == _digest(syn)
+    other = synthetic.generate(tmp_path / "other", n_cases=24, seed=4, clinical_size=96, dermoscopy_size=96)
+    assert _digest(other)["manifest.csv"] != _digest(syn)["manifest.csv"]
+
+
+def test_layout_and_loading(syn):
+    assert {p.name for p in syn.iterdir()} == {
+        "manifest.csv",
+        "schema.json",
+        "latents.csv",
+        "synthetic.json",
+        "clinical",
+        "dermoscopy",
+    }
+    t = load_dataset(
+        from_dict(
+            DataConfig, {"dataset": "synthetic", "root": str(syn), "synthetic_cases": 24, "synthetic_seed": 3}
+        )
+    )
+    assert len(t) == 24 and t.modalities == "CDM" and t.name == "synthetic"
+    assert [x.name for x in t.tasks] == ["diag", "pn", "bwv", "vs", "pig", "str", "dag", "rs"]
+    assert t.tasks[0].classes == ("BCC", "NEV", "MEL", "MISC", "SK")
+    assert t.schema.field_names == ["age", "sex", "location", "elevation", "changed"]
+    assert t.has_official_split
+    s = split_indices(t)
+    assert sum(map(len, s.values())) == 24
+    with Image.open(t.cases[0].clinical[0]) as im:
+        assert im.size == (96, 96) and im.mode == "RGB"
+
+
+def test_patients_share_split_age_and_sex(syn):
+    df = pd.read_csv(syn / "manifest.csv", keep_default_na=False, dtype=str)
+    for _, g in df.groupby("patient_id"):
+        assert g["split"].nunique() == 1 and g["age"].nunique() == 1 and g["sex"].nunique() == 1
+
+
+def test_missing_modalities_and_several_photos_occur():
+    rng = np.random.default_rng(0)
+    lat = synthetic.sample_latents(rng, 4000)
+    assert 0.05 < (~lat.has_clinical).mean() < 0.11 and 0.04 < (~lat.has_dermoscopy).mean() < 0.11
+    assert not (~lat.has_clinical & ~lat.has_dermoscopy).any()
+    assert 0.05 < lat.blank.mean() < 0.11
+
+
+def test_clinical_micro_pattern_vanishes_at_half_resolution():
+    rng = np.random.default_rng(0)
+    for pattern in range(3):
+        tex = synthetic._micro_texture(rng, (64, 64), pattern)
+        blocks = tex.reshape(32, 2, 32, 2).mean(axis=(1, 3))
+        assert np.abs(blocks).max() < 1e-6  # a 2x2 average erases it exactly
+        if synthetic.PATTERNS[pattern] != "smooth":
+            assert tex.std() > 0.5
+
+
+def test_dermoscopy_structures_vanish_at_quarter_resolution():
+    rng = np.random.default_rng(1)
+    layer = np.zeros((128, 128, 3), dtype=np.float32)
+    layer[::5, :, :] = -60.0  # a network of 1-px lines
+    layer[:, ::5, :] = -60.0
+    hp = synthetic._highpass(layer, synthetic.HIGHPASS_CUTOFF)
+    small = np.asarray(Image.fromarray(hp[:, :, 0]).resize((32, 32), Image.BILINEAR))
+    assert hp.std() > 10 and small.std() < 0.1 * hp.std()
+    img = synthetic.render_dermoscopy(rng, 128, np.array([2, 1, 1, 1, 1, 1, 1]))
+    assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+
+
+def test_bayes_accuracy_needs_all_three_modalities():
+    r = synthetic.bayes_accuracy(n=20000, seed=0)
+    cdm = r["CDM"]["accuracy"]
+    for single in ("C", "D", "M"):
+        assert r[single]["accuracy"] < cdm - 0.15
+    assert r["CD"]["accuracy"] < cdm and r["prior"]["accuracy"] < r["M"]["accuracy"]
+
+
+def test_refuses_to_overwrite_and_checks_arguments(syn, tmp_path):
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        synthetic.generate(syn, n_cases=24, seed=3)
+    with pytest.raises(ValueError, match="at least 10"):
+        synthetic.generate(tmp_path / "x", n_cases=3)
+
+
+def test_load_generates_into_an_empty_root(tmp_path):
+    root = tmp_path / "auto"
+    t = load_dataset(
+        from_dict(DataConfig, {"dataset": "synthetic", "root": str(root), "synthetic_cases": 12})
+    )
+    assert len(t) == 12 and (root / "synthetic.json").is_file()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("x")
+    with pytest.raises(ValueError, match="holds no synthetic.json"):
+        load_dataset(from_dict(DataConfig, {"dataset": "synthetic", "root": str(tmp_path / "busy")}))
+
+
+def test_synth_command(tmp_path, capsys):
+    code = main(
+        [
+            "-q",
+            "synth",
+            "--out",
+            str(tmp_path / "s"),
+            "--cases",
+            "12",
+            "--seed",
+            "1",
+            "--clinical-size",
+            "64",
+            "--dermoscopy-size",
+            "64",
+            "--workers",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "wrote 12 cases to" in out and (tmp_path / "s" / "manifest.csv").is_file()
