@@ -130,15 +130,35 @@ class HighResolutionWindowEncoder(nn.Module):
         )
         self.msta = MultiScaleTextureAttention(cfg.embed_dim, cfg.num_templates) if cfg.msta else None
 
-    def windows(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(B, 3, S, S) -> (B * nW, 3, w, w) in row-major window order, and the window grid."""
-        B, C, H, W = images.shape
+    def _grid(self, images: torch.Tensor) -> tuple[int, int]:
+        H, W = images.shape[-2:]
         w = self.window_size
         if H % w or W % w:
             raise ValueError(f"HRWE: the window size {w} does not divide the {H}x{W} dermoscopy image")
-        gh, gw = H // w, W // w
-        x = images.view(B, C, gh, w, gw, w).permute(0, 2, 4, 1, 3, 5)  # B, gh, gw, C, w, w
-        return x.reshape(B * gh * gw, C, w, w), (gh, gw)
+        return H // w, W // w
+
+    def _window_view(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> a view (B, gh, gw, 3, w, w) of the windows; nothing is copied."""
+        B, C, H, W = images.shape
+        gh, gw = self._grid(images)
+        w = self.window_size
+        return images.view(B, C, gh, w, gw, w).permute(0, 2, 4, 1, 3, 5)  # B, gh, gw, C, w, w
+
+    def windows(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(B, 3, S, S) -> (B * nW, 3, w, w) in row-major window order, and the window grid."""
+        C, w = images.shape[1], self.window_size
+        return self._window_view(images).reshape(-1, C, w, w), self._grid(images)
+
+    def window_chunk(self, images: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Windows ``start:stop`` of :meth:`windows` (n, 3, w, w), copying only those windows.
+
+        Cutting chunk by chunk keeps a second full-size copy of the image out of memory: under
+        checkpointing the chunk is cut again from ``images`` when it is recomputed.
+        """
+        gh, gw = self._grid(images)
+        idx = torch.arange(start, stop, device=images.device)
+        b, r, c = idx // (gh * gw), (idx // gw) % gh, idx % gw
+        return self._window_view(images)[b, r, c]  # n, C, w, w
 
     def encode_chunk(self, windows: torch.Tensor, explain: bool = False):
         tokens, attention = self.encoder(windows, need_attention=explain)
@@ -151,16 +171,17 @@ class HighResolutionWindowEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor, explain: bool = False):
         """-> window embeddings (B, nW, d), grid, and (when explaining) per-window maps."""
-        windows, grid = self.windows(images)
+        grid = self._grid(images)
         B = images.shape[0]
+        n = B * grid[0] * grid[1]
         ckpt = self.use_checkpoint and self.training and torch.is_grad_enabled() and not explain
         embs, atts, assigns = [], [], []
-        for start in range(0, windows.shape[0], self.chunk_size):
-            chunk = windows[start : start + self.chunk_size]
-            if ckpt:
-                emb = checkpoint(self._embed_only, chunk, use_reentrant=False)
+        for start in range(0, n, self.chunk_size):
+            stop = min(start + self.chunk_size, n)
+            if ckpt:  # saved for backward: a reference to `images` and the embeddings, nothing per window
+                emb = checkpoint(self._embed_only, images, start, stop, use_reentrant=False)
             else:
-                emb, att, assign = self.encode_chunk(chunk, explain)
+                emb, att, assign = self.encode_chunk(self.window_chunk(images, start, stop), explain)
                 atts.append(att)
                 assigns.append(assign)
             embs.append(emb)
@@ -177,8 +198,8 @@ class HighResolutionWindowEncoder(nn.Module):
                 )
         return emb, grid, maps
 
-    def _embed_only(self, chunk: torch.Tensor) -> torch.Tensor:
-        return self.encode_chunk(chunk)[0]
+    def _embed_only(self, images: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        return self.encode_chunk(self.window_chunk(images, start, stop))[0]
 
 
 class RegionEncoder(nn.Module):
