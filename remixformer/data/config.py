@@ -28,6 +28,7 @@ class DataConfig:
     seed: int = 0  # folds, validation carve-out, augmentation and remix draws
     include_leaky_fields: list[str] = field(default_factory=list)  # e.g. ["management"]; named in reports
     exclude_fields: list[str] = field(default_factory=list)  # metadata fields to leave out of the inputs
+    augment: Literal["paper", "light", "none"] = "paper"  # training augmentation (transforms.py)
     remix: bool = True  # training only: borrow a missing image from a same-diagnosis training case
     remix_modalities: str = "CD"  # which missing modalities remix may borrow (letters of C, D, M)
     skip_bad_cases: bool = (

@@ -49,6 +49,8 @@ class MultiModalDataset(Dataset):
     augmentations then start from that resized copy. ``skip_bad_cases``: an image that fails to load
     while caching drops its case (warning listing each); one that fails later is treated as absent for
     that sample, with a warning naming the file and the case. Otherwise a :class:`BadImageError` names them.
+    ``augment``: training augmentation policy, ``paper`` (default), ``light`` or ``none``
+    (see :func:`~remixformer.data.transforms.build_image_transform`).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class MultiModalDataset(Dataset):
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         skip_bad_cases: bool = False,
         expand_images: bool | None = None,
+        augment: str = "paper",
     ) -> None:
         bad = sorted(set(modalities) - set("CDM"))
         if bad or not modalities:
@@ -90,7 +93,8 @@ class MultiModalDataset(Dataset):
             )
         self.image_letters = [m for m in IMAGE_MODALITIES if m in self.modalities]
         self.transforms = {
-            m: build_image_transform(self.sizes[m], train=self.train) for m in self.image_letters
+            m: build_image_transform(self.sizes[m], train=self.train, policy=augment)
+            for m in self.image_letters
         }
         self.pairing = (
             RemixPairing(table, self.indices, "".join(m for m in remix_modalities if m in self.modalities))

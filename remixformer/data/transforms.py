@@ -55,24 +55,44 @@ def _finish() -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
 
 
-def build_image_transform(size: int, train: bool) -> v2.Compose:
-    """PIL image or uint8 ``(3, H, W)`` tensor -> float ``(3, size, size)``, ImageNet-normalised."""
+AUGMENT_POLICIES = ("paper", "light", "none")
+
+
+def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.Compose:
+    """PIL image or uint8 ``(3, H, W)`` tensor -> float ``(3, size, size)``, ImageNet-normalised.
+
+    ``policy`` (training only): ``paper`` (section IV-B, the default); ``light``: flips, rotations by
+    multiples of 90 degrees and the colour jitter, no resampling, so 1-pixel detail survives (useful
+    on the synthetic set); ``none``: as evaluation.
+    """
     if size <= 0:
         raise ValueError(f"image size must be positive, got {size}")
-    if not train:
+    if policy not in AUGMENT_POLICIES:
+        raise ValueError(f"augmentation policy must be one of {list(AUGMENT_POLICIES)}, got {policy!r}")
+    if not train or policy == "none":
         return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_finish()])
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RandomResizedCrop((size, size), scale=CROP_SCALE, antialias=True),
-            v2.RandomHorizontalFlip(0.5),
-            v2.RandomVerticalFlip(0.5),
-            RandomRotationSteps(ROTATION_STEP, ROTATION_MAX),
-            v2.RandomAffine(degrees=0.0, translate=TRANSLATE, shear=SHEAR),
-            v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
-            *_finish(),
-        ]
-    )
+    if policy == "light":
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Resize((size, size), antialias=True),
+                v2.RandomHorizontalFlip(0.5),
+                v2.RandomVerticalFlip(0.5),
+                RandomRotationSteps(90, 270),
+                v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
+                *_finish(),
+            ]
+        )
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop((size, size), scale=CROP_SCALE, antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.RandomVerticalFlip(0.5),
+        RandomRotationSteps(ROTATION_STEP, ROTATION_MAX),
+        v2.RandomAffine(degrees=0.0, translate=TRANSLATE, shear=SHEAR),
+        v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
+        *_finish(),
+    ])  # fmt: skip
 
 
 def resize_uint8(image: Image.Image | torch.Tensor, size: int) -> torch.Tensor:

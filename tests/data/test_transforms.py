@@ -85,3 +85,17 @@ def test_to_model_tensor_and_cache_match_eval(image):
     cached = resize_uint8(image, 16)
     assert cached.dtype == torch.uint8 and torch.equal(build_image_transform(16, False)(cached), x)
     assert denormalize(x).min() >= 0 and denormalize(x).max() <= 1
+
+
+def test_light_policy_keeps_pixels_on_the_grid():
+    tf = build_image_transform(8, train=True, policy="light")
+    names = [type(t).__name__ for t in tf.transforms]
+    assert "RandomResizedCrop" not in names and "RandomAffine" not in names
+    rot = next(t for t in tf.transforms if isinstance(t, RandomRotationSteps))
+    torch.manual_seed(0)
+    assert {rot.make_params([])["angle"] for _ in range(200)} == {0.0, 90.0, 180.0, 270.0}
+    x = torch.arange(64, dtype=torch.uint8).view(1, 8, 8).repeat(3, 1, 1)
+    assert torch.equal(rot.transform(x, {"angle": 90.0}), torch.rot90(x, 1, dims=(-2, -1)))
+    assert torch.equal(build_image_transform(8, True, "none")(x), build_image_transform(8, False)(x))
+    with pytest.raises(ValueError, match="augmentation policy"):
+        build_image_transform(8, True, "heavy")

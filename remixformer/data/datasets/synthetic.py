@@ -322,7 +322,7 @@ def render_clinical(
 # ----------------------------------------------------------------------------------------------------
 # Dermoscopy image
 
-HIGHPASS_CUTOFF = 0.18  # cycles/pixel: structures keep only what a 4x shrink (to 64^2 from 256^2) removes
+HIGHPASS_CUTOFF = 0.22  # cycles/pixel: structures keep only what a 4x shrink (to 64^2 from 256^2) removes
 
 
 def _grid(
@@ -359,6 +359,25 @@ def _dots(
     return out
 
 
+def _stipple(rng: np.random.Generator, region: np.ndarray, density: float) -> np.ndarray:
+    """Granular texture on the 2x2 grid, like the clinical micro-pattern: every aligned 2x2 block holds
+    a * [[1, -1], [-1, 1]] (zero sum), with |a| <= 1, in a share ``density`` of the blocks of ``region``.
+    The region is applied per block, so the texture stays zero-sum and a 2x downsampling erases it."""
+    size = region.shape[0]
+    hb = (size + 1) // 2
+    amp = (
+        np.clip(rng.standard_normal((hb, hb)) * 0.6, -1, 1)
+        if density >= 1
+        else (
+            rng.choice([-1.0, 1.0], (hb, hb))
+            * rng.uniform(0.6, 1.0, (hb, hb))
+            * (rng.random((hb, hb)) < density)
+        )
+    )
+    amp = (amp * region[::2, ::2]).astype(np.float32)
+    return np.kron(amp, np.array([[1.0, -1.0], [-1.0, 1.0]], dtype=np.float32))[:size, :size]
+
+
 def render_dermoscopy(rng: np.random.Generator, size: int, attributes: np.ndarray) -> np.ndarray:
     """One dermoscopy image with the given attribute vector (pn, bwv, vs, pig, str, dag, rs)."""
     s = size / 256.0
@@ -392,9 +411,9 @@ def render_dermoscopy(rng: np.random.Generator, size: int, attributes: np.ndarra
     if pn:
         angle = rng.uniform(0, np.pi)
         if pn == 1:  # typical: a regular fine mesh
-            net = _grid(xx, yy, rng.uniform(4.6, 5.4), angle)
+            net = _grid(xx, yy, rng.uniform(3.8, 4.4), angle)
         else:  # atypical: warped, uneven, broken, thicker in places
-            period = 5.0 * (1 + 0.18 * _smooth_noise(rng, (size, size), 10 * s))
+            period = 4.3 * (1 + 0.15 * _smooth_noise(rng, (size, size), 10 * s))
             warp = (
                 1.6 * _smooth_noise(rng, (size, size), 6 * s),
                 1.6 * _smooth_noise(rng, (size, size), 6 * s),
@@ -416,24 +435,23 @@ def render_dermoscopy(rng: np.random.Generator, size: int, attributes: np.ndarra
                 ]
             )
         add(_draw_lines(size, lines), (-70, -72, -62))
-    if bwv:
+    if bwv:  # blue-whitish stipple over a patch of the lesion
         bc = c0 + rng.uniform(-0.3, 0.3, 2) * R
         region = _soft_disk(xx, yy, bc[0], bc[1], rng.uniform(0.3, 0.5) * R, 4 * s) * inner
-        speckle = rng.standard_normal((size, size)).astype(np.float32)
-        add(speckle * region, (14, 24, 38))
+        add(_stipple(rng, region, 1.0), (22, 34, 50))
     if vs:
         vessels = [
             _curve(rng, c0 + rng.uniform(-0.5, 0.5, 2) * R, rng.uniform(25, 60) * s, 1.5, 0.5)
             for _ in range(int(rng.integers(3, 8)))
         ]
-        add(_draw_lines(size, vessels) * lesion, (120, -80, -70))
-    if pig:
+        add(_draw_lines(size, vessels) * lesion, (100, -65, -55))
+    if pig:  # clusters of dark-brown stipple
         clusters = (_smooth_noise(rng, (size, size), 7 * s) > 0.9) * inner
-        add((rng.random((size, size)) < 0.3) * clusters, (-55, -62, -66))
-    if rs:
+        add(_stipple(rng, clusters, 0.4), (-40, -45, -45))
+    if rs:  # grey-blue peppering and fine white scar lines
         rc = c0 + rng.uniform(-0.35, 0.35, 2) * R
         region = _soft_disk(xx, yy, rc[0], rc[1], rng.uniform(0.3, 0.45) * R, 4 * s) * inner
-        add((rng.random((size, size)) < 0.06) * region, (-40, -28, 12))
+        add(_stipple(rng, region, 0.12), (-45, -35, 15))
         scars = [
             _curve(rng, rc + rng.uniform(-8, 8, 2) * s, rng.uniform(12, 24) * s, 1.5, 0.15)
             for _ in range(int(rng.integers(2, 5)))
