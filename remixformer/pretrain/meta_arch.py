@@ -1,0 +1,183 @@
+"""The DINO meta-architecture (dinov2's ``SSLMetaArch``, in small): student and teacher, each a ViT
+backbone and a projection head, the loss with its centre, and the EMA update of the teacher.
+
+The backbone is exactly ``WindowEncoder.vit`` of the chosen model preset (same timm class, sizes and
+parameter names), built with ``dynamic_img_size`` so one network takes the 256^2 global and 96^2 local
+views (position embeddings resampled bicubically, as DINO interpolates them). The teacher receives no
+gradient: its parameters have ``requires_grad=False`` and it runs under ``no_grad``; it moves only by
+:meth:`DINOMetaArch.update_teacher`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from remixformer.pretrain.config import PretrainConfig, dermoscopy_config
+from remixformer.pretrain.heads import DINOHead
+from remixformer.pretrain.loss import DINOLoss, entropy_stats
+
+log = logging.getLogger(__name__)
+
+
+def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> VisionTransformer:
+    """The preset's T_phi1 ViT (``WindowEncoder`` arguments) that also accepts other input sizes."""
+    d = dermoscopy_config(cfg)
+    return VisionTransformer(
+        img_size=d.window_size,
+        patch_size=d.patch_size,
+        embed_dim=d.embed_dim,
+        depth=d.depth,
+        num_heads=d.num_heads,
+        mlp_ratio=d.mlp_ratio,
+        qkv_bias=True,
+        num_classes=0,
+        global_pool="",
+        drop_path_rate=d.drop_path_rate if drop_path_rate is None else drop_path_rate,
+        dynamic_img_size=True,
+    )
+
+
+class Encoder(nn.Module):
+    """Backbone + head: views -> class token -> prototype logits. Views of one size go through the
+    backbone together (DINO's ``MultiCropWrapper``), the head runs once on all of them."""
+
+    def __init__(self, backbone: VisionTransformer, head: DINOHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, *groups: torch.Tensor) -> torch.Tensor:
+        cls = [self.backbone.forward_features(g)[:, 0] for g in groups if g.numel()]  # each: n_g, d
+        return self.head(torch.cat(cls))  # sum n_g, K
+
+
+def load_backbone_weights(backbone: VisionTransformer, source: str) -> list[str]:
+    """ViT weights (``timm:<name>``, a DINO checkpoint, a timm state dict or our export) into
+    ``backbone`` strictly, position embeddings resized to its grid. Returns the dropped entries (heads)."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    from remixformer.models.weights import WeightLoadError, read_state_dict
+
+    raw = read_state_dict(source, "vit_small_patch16_224.dino")
+    dropped = sorted(k for k in raw if k.startswith("head"))
+    raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    try:
+        sd = checkpoint_filter_fn(raw, backbone)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
+    expected = backbone.state_dict()
+    missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
+    wrong = [
+        f"{k}: {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(sd) & set(expected))
+        if sd[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise WeightLoadError(
+            f"{source}: does not fit the backbone "
+            f"(width {backbone.embed_dim}, depth {len(backbone.blocks)}): "
+            f"missing {missing[:4]}, unexpected {unexpected[:4]}, wrong shapes {wrong[:4]}; "
+            "set backbone.init_weights to weights of this preset's ViT, or null to start from scratch"
+        )
+    backbone.load_state_dict(sd, strict=True)
+    return dropped
+
+
+class DINOMetaArch(nn.Module):
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__()
+        h = cfg.head
+        student_backbone = build_backbone(cfg, cfg.backbone.drop_path_rate)
+        dim = student_backbone.embed_dim
+        self.student = Encoder(
+            student_backbone,
+            DINOHead(dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer),
+        )
+        self.teacher = Encoder(
+            build_backbone(cfg, 0.0),  # no stochastic depth in the teacher
+            DINOHead(dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer),
+        )
+        self.loss = DINOLoss(h.out_dim, cfg.dino.student_temp, cfg.dino.center_momentum)
+        self.sync_teacher()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    # --- weights ---------------------------------------------------------------------------------
+    def load_init_weights(self, source: str | None) -> str:
+        """Start the student backbone (and the teacher, a copy) from ``source``; returns what was done.
+
+        A ``timm:`` source that cannot be fetched (no internet) falls back to random initialisation with
+        a warning; a file that is missing or does not fit is an error.
+        """
+        from remixformer.models.weights import WeightLoadError
+
+        if not source:
+            return "backbone from scratch (random initialisation)"
+        try:
+            dropped = load_backbone_weights(self.student.backbone, source)
+        except WeightLoadError as e:
+            if source.startswith(("timm:", "hub:")) and "could not fetch" in str(e):
+                log.warning("%s; the backbone starts from scratch", e)
+                return f"backbone from scratch ({source} unavailable)"
+            raise
+        self.sync_teacher()
+        return f"backbone from {source}" + (f" (dropped {len(dropped)} head tensors)" if dropped else "")
+
+    @torch.no_grad()
+    def sync_teacher(self) -> None:
+        """Teacher := student (start of training)."""
+        self.teacher.load_state_dict(self.student.state_dict())
+
+    # --- forward ---------------------------------------------------------------------------------
+    def forward(
+        self, global_views: torch.Tensor, local_views: torch.Tensor, teacher_temp: float, n_global: int = 2
+    ) -> dict[str, torch.Tensor]:
+        """``global_views``: (G * B, 3, S, S) view-major (all first views, then all second views);
+        ``local_views``: (L * B, 3, s, s) view-major. Returns the loss and the collapse monitors."""
+        with torch.no_grad():
+            teacher_out = self.teacher(global_views)  # G*B, K
+        student_out = self.student(global_views, local_views)  # (G+L)*B, K
+        loss, probs = self.loss(student_out, teacher_out, teacher_temp, n_global=n_global)
+        return {"loss": loss, **entropy_stats(probs)}
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA: theta_t <- m theta_t + (1 - m) theta_s, parameter by parameter."""
+        t_params = list(self.teacher.parameters())
+        s_params = [p.detach() for p in self.student.parameters()]
+        torch._foreach_mul_(t_params, momentum)
+        torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+
+    # --- optimisation helpers --------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """Student parameters with weight decay (matrices) and without (biases, norms, tokens, positions)."""
+        decay, no_decay = [], []
+        for name, p in self.student.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or name.endswith(("cls_token", "pos_embed")) else decay).append(p)
+        return [
+            {"params": decay, "apply_wd": True},
+            {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+        ]
+
+    @torch.no_grad()
+    def clip_gradients(self, max_norm: float) -> torch.Tensor:
+        """DINO's clipping: each parameter's gradient scaled to norm <= ``max_norm``; returns the norms."""
+        grads = [p.grad for p in self.student.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros(0)
+        norms = torch.stack([g.detach().float().norm() for g in grads])
+        coefs = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g, c in zip(grads, coefs):
+            g.mul_(c.to(g.dtype))
+        return norms
+
+    def cancel_last_layer_gradients(self) -> None:
+        """Drop the gradients of the head's last layer: AdamW then leaves it untouched this step."""
+        for p in self.student.head.last_layer.parameters():
+            p.grad = None

@@ -1,0 +1,196 @@
+"""One DINO pretraining run: window index, student/teacher, the shared Lightning trainer, export.
+
+Run directory (``<output_dir>/<name>`` unless given)::
+
+    config.yaml                         the resolved config (sizes filled in from the preset)
+    windows.csv                         the window index: image, kind (native/tile), left, top, resize
+    data.json                           files found, unreadable files (listed), windows kept and filtered
+    metrics.csv/.jsonl                  one row per epoch (loss, temperatures, teacher entropy, lr, time)
+    pretrain.log                        the log (collapse warnings included)
+    logs/tensorboard/                   TensorBoard events, per step
+    checkpoints/last.state.safetensors  the training state for --resume
+    teacher_backbone.safetensors        the teacher backbone as T_phi1 weights (updated every epoch)
+    summary.json                        final loss and entropy, warnings, export path, time
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from remixformer.config import dump_yaml, from_dict, load_yaml, to_dict
+from remixformer.pretrain.config import RESUMABLE_CHANGES, PretrainConfig, resolve_sizes
+
+log = logging.getLogger(__name__)
+
+
+def is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def stored_config(run_dir: Path) -> PretrainConfig:
+    return from_dict(PretrainConfig, load_yaml(run_dir / "config.yaml"))
+
+
+def check_resumable(old: PretrainConfig, new: PretrainConfig) -> None:
+    """A resumed run must compute what the interrupted one computed (the schedules included)."""
+    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise ValueError(
+            f"--resume: the config differs from the run's in {diff}; only {list(RESUMABLE_CHANGES)} "
+            "may change when resuming (epochs and devices set the per-step schedules)"
+        )
+
+
+def _file_logging(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "pretrain.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: list | None = None,
+) -> dict[str, Any]:
+    """Pretrain (or resume) and export the teacher backbone; returns the run summary.
+
+    ``callbacks``: extra Lightning callbacks (after the run's own checkpoint and guard callbacks).
+    """
+    import lightning as L
+
+    from remixformer.pretrain.augment import MultiCrop
+    from remixformer.pretrain.callbacks import STATE_FILE, CollapseGuard, PretrainCheckpoint, epoch_metric
+    from remixformer.pretrain.meta_arch import DINOMetaArch
+    from remixformer.pretrain.module import DINOModule, WindowDataModule
+    from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index
+    from remixformer.training.callbacks import EpochMetrics, ProgressBar
+    from remixformer.training.trainer import build_trainer
+
+    cfg = resolve_sizes(cfg)
+    run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
+    state = run_dir / "checkpoints" / STATE_FILE
+    if resume:
+        if not state.exists():
+            raise ValueError(f"--resume: no training state at {state}; start the run without --resume")
+        old = stored_config(run_dir)
+        if not cfg.windows.images:  # the window index is stored: images need not be named again
+            cfg.windows.images = list(old.windows.images)
+        check_resumable(old, cfg)
+    elif (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise ValueError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another name / --run-dir"
+        )
+    t0 = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    index_file = run_dir / "windows.csv"
+    if resume and index_file.exists():
+        info = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+        index = WindowIndex.from_csv(index_file, info)
+        log.info(
+            "resuming with the stored window index: %d windows from %d images", len(index), len(index.images)
+        )
+    else:
+        index = build_index(cfg.windows, cfg.seed)
+
+    handler = None
+    if is_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = _file_logging(run_dir)
+        dump_yaml(cfg, run_dir / "config.yaml")
+        if not (resume and index_file.exists()):
+            index.to_csv(index_file)
+            (run_dir / "data.json").write_text(json.dumps(index.info, indent=2))
+    try:
+        meta = DINOMetaArch(cfg)
+        init = (
+            "resumed from the training state" if resume else meta.load_init_weights(cfg.backbone.init_weights)
+        )
+        n_params = sum(p.numel() for p in meta.student.parameters()) / 1e6
+        log.info(
+            "DINO run %s: %d windows of %d^2; %s; student %.1fM parameters (%s, head K=%d); views 2 x %d^2 "
+            "+ %d x %d^2",
+            run_dir,
+            len(index),
+            index.window_size,
+            init,
+            n_params,
+            cfg.backbone.preset,
+            cfg.head.out_dim,
+            cfg.crops.global_size,
+            cfg.crops.n_local,
+            cfg.crops.local_size,
+        )
+
+        dataset = WindowDataset(
+            index, MultiCrop(cfg.crops), seed=cfg.seed, max_image_pixels=cfg.windows.max_image_pixels
+        )
+        checkpoint = PretrainCheckpoint(run_dir, {"run": cfg.name, "windows": len(index)})
+        guard = CollapseGuard(cfg.dino.collapse_low, cfg.dino.collapse_high, cfg.dino.collapse_patience)
+        cbs: list = [checkpoint, guard, EpochMetrics(run_dir)]
+        if cfg.trainer.progress_bar:
+            cbs.append(ProgressBar())
+        cbs += list(callbacks or [])
+        t = cfg.trainer
+        trainer = build_trainer(
+            run_dir,
+            cbs,
+            max_epochs=cfg.optim.epochs,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            accumulate_grad_batches=cfg.optim.accumulate_grad_batches,
+            gradient_clip_val=None,
+            progress_bar=t.progress_bar,
+            log_every_n_steps=t.log_every_n_steps,
+            limit_train_batches=t.limit_train_batches,
+            deterministic=t.deterministic,
+            find_unused_parameters=False,
+        )
+        module = DINOModule(cfg, meta)
+        data = WindowDataModule(dataset, cfg.optim.batch_size, cfg.seed, cfg.windows.num_workers)
+        trainer.fit(module, datamodule=data, ckpt_path=str(state) if resume else None)
+
+        summary: dict[str, Any] = {
+            "run_dir": str(run_dir),
+            "export": str(checkpoint.export_path),
+            "epochs_trained": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "world_size": trainer.world_size,
+            "windows": len(index),
+            "images": len(index.images),
+            "unreadable_files": index.info.get("unreadable", 0),
+            "init": init,
+            "loss": epoch_metric(trainer, "pretrain/loss"),
+            "teacher_entropy_ratio": epoch_metric(trainer, "pretrain/teacher_entropy_ratio"),
+            "teacher_mean_entropy_ratio": epoch_metric(trainer, "pretrain/teacher_mean_entropy_ratio"),
+            "collapse_warnings": guard.warnings,
+        }
+        if trainer.is_global_zero:
+            summary["time_s"] = round(time.time() - t0, 1)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
