@@ -92,8 +92,7 @@ class CropsConfig:
     jitter_p: float = 0.8
     grayscale_p: float = 0.2  # DINO's default (the paper is silent)
     blur_p: tuple[float, float, float] = (1.0, 0.1, 0.5)  # first global, second global, local views
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel: int = 9
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # radius (standard deviation) in pixels, PIL's filter
     solarize_p: float = 0.2  # second global view only
 
     def __post_init__(self) -> None:
@@ -103,8 +102,8 @@ class CropsConfig:
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi <= 1.0:
                 raise ValueError(f"{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}")
-        if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
-            raise ValueError(f"blur_kernel must be odd and positive, got {self.blur_kernel}")
+        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
 
 
 @dataclass

@@ -37,6 +37,7 @@ class DINOModule(L.LightningModule):
         self.cfg = cfg
         self.meta = meta if meta is not None else DINOMetaArch(cfg)
         self.schedules: Schedules | None = None
+        self.teacher_checksums: list[float] = []
 
     # --- schedules -------------------------------------------------------------------------------
     def build_schedules(self) -> Schedules:
@@ -133,6 +134,19 @@ class DINOModule(L.LightningModule):
     ) -> None:
         if self.cfg.optim.clip_grad > 0:
             self.meta.clip_gradients(self.cfg.optim.clip_grad)
+
+    def on_fit_end(self) -> None:
+        """A checksum of the teacher on every process (they must agree under DDP)."""
+        with torch.no_grad():
+            local = float(
+                sum(p.double().sum().item() * (i + 1) for i, p in enumerate(self.meta.teacher.parameters()))
+            )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, local)
+            self.teacher_checksums = [float(g) for g in gathered]
+        else:
+            self.teacher_checksums = [local]
 
 
 class WindowDataModule(L.LightningDataModule):

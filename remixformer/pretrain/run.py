@@ -177,6 +177,7 @@ def pretrain(
             "epochs_trained": trainer.current_epoch,
             "global_step": trainer.global_step,
             "world_size": trainer.world_size,
+            "teacher_checksums": module.teacher_checksums,  # one per process; equal under DDP
             "windows": len(index),
             "images": len(index.images),
             "unreadable_files": index.info.get("unreadable", 0),
