@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from remixformer.data.cases import SPLITS, CaseTable
 
@@ -50,6 +50,14 @@ def _sgkf(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> l
         raise ValueError(
             f"cannot make {n_splits} grouped folds from only {n_groups} groups (patients/lesions)"
         )
+    _, counts = np.unique(labels, return_counts=True)
+    if (counts < n_splits).all():
+        # every class is smaller than the number of folds (tiny sets): stratification is impossible
+        log.info(
+            "fold assignment: every class has fewer than %d cases; folds grouped, not stratified", n_splits
+        )
+        sgkf = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return [test for _, test in sgkf.split(np.zeros(len(labels)), labels, groups)]
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -537,9 +537,13 @@ def generate(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write(tmp, n_cases, seed, clinical_size, dermoscopy_size, workers)
-        if out.exists():
+        if out.exists() and any(out.iterdir()):
+            if not overwrite:  # another process wrote it meanwhile (same seed: the same files)
+                log.info("synthetic: %s appeared while generating; keeping it", out)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return out
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # atomic; replaces an empty folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
