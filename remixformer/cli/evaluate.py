@@ -10,19 +10,28 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint and write a report", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a model file (best.safetensors / last.safetensors)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
-                   help="split of the checkpoint's data set (default test; 'all' = every case)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val", "train", "all"],
+        help="split of the checkpoint's data set (default test; 'all' = every case)",
+    )
     p.add_argument("--dataset", help="evaluate on another data set by name (default: the checkpoint's)")
     p.add_argument("--root", help="data set folder (default: the one the checkpoint was trained on)")
-    p.add_argument("--manifest", help="a manifest CSV of new cases (with --schema); implies --split all "
-                   "unless the manifest has a split column")
+    p.add_argument(
+        "--manifest",
+        help="a manifest CSV of new cases (with --schema); implies --split all "
+        "unless the manifest has a split column",
+    )
     p.add_argument("--schema", help="schema file of the manifest (default: beside the manifest)")
     p.add_argument("--withhold", default="", help="modalities to withhold, e.g. C or CM (robustness)")
     p.add_argument("--out", help="output folder (default: beside the checkpoint, eval_<split>)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
-    p.add_argument("--skip-bad-cases", action="store_true", help="leave out cases whose images are unreadable")
+    p.add_argument(
+        "--skip-bad-cases", action="store_true", help="leave out cases whose images are unreadable"
+    )
     p.set_defaults(func=run)
 
 
@@ -38,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
     extra = getattr(model, "checkpoint_extra", {}) or {}
     data = dict(extra.get("data") or {})
     if args.manifest:
-        data = {**data, "dataset": "manifest", "manifest": args.manifest, "schema": args.schema,
-                "root": str(Path(args.manifest).parent)}
+        data = {
+            **data,
+            "dataset": "manifest",
+            "manifest": args.manifest,
+            "schema": args.schema,
+            "root": str(Path(args.manifest).parent),
+        }
     if args.dataset:
         data["dataset"] = args.dataset
     if args.root:
@@ -47,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if args.skip_bad_cases:
         data["skip_bad_cases"] = True
     if not data:
-        raise ValueError(f"{args.checkpoint}: the checkpoint names no data set; pass --dataset/--root or --manifest")
+        raise ValueError(
+            f"{args.checkpoint}: the checkpoint names no data set; pass --dataset/--root or --manifest"
+        )
     data_cfg = from_dict(DataConfig, data)
     table = load_dataset(data_cfg)
     split = args.split
@@ -55,12 +71,23 @@ def run(args: argparse.Namespace) -> int:
         indices, split = list(range(len(table))), "all"
     else:
         indices = splits_from_config(table, data_cfg)[split]
-    out = Path(args.out or Path(args.checkpoint).parent.parent / "eval" /
-               (f"{Path(args.checkpoint).stem}_{split}" + (f"_without_{args.withhold}" if args.withhold else "")))
+    out = Path(
+        args.out
+        or Path(args.checkpoint).parent.parent
+        / "eval"
+        / (f"{Path(args.checkpoint).stem}_{split}" + (f"_without_{args.withhold}" if args.withhold else ""))
+    )
     metrics = evaluate_cases(
-        model, table, indices, out, title=f"{Path(args.checkpoint).name} on {table.name} {split}",
-        notes=data_notes(table, data_cfg, split, model.modalities), batch_size=args.batch_size,
-        num_workers=args.num_workers, withhold=args.withhold, tta_flip=args.tta,
+        model,
+        table,
+        indices,
+        out,
+        title=f"{Path(args.checkpoint).name} on {table.name} {split}",
+        notes=data_notes(table, data_cfg, split, model.modalities),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        withhold=args.withhold,
+        tta_flip=args.tta,
         max_image_pixels=data_cfg.max_image_pixels,
     )
     s = metrics["summary"]

@@ -9,12 +9,18 @@ from remixformer.cli.common import add_config_args, load_run_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one model (a run directory with checkpoints, logs and a report)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "train",
+        help="train one model (a run directory with checkpoints, logs and a report)",
+        description=__doc__,
+    )
     add_config_args(p)
     p.add_argument("--run-dir", help="run directory (default: <output_dir>/<name>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in the run directory from its last training state")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run directory from its last training state",
+    )
     p.set_defaults(func=run)
 
 

@@ -158,15 +158,28 @@ def check_disjoint_groups(table: CaseTable, splits: Mapping[str, Sequence[int]])
                 )
 
 
+def folds_from_config(table: CaseTable, cfg) -> np.ndarray | None:
+    """Per-case fold numbers under ``cfg``'s k-fold protocol; ``None`` for an official split."""
+    if resolve_protocol(table, cfg.protocol) != KFOLD:
+        return None
+    return fold_assignment(table, cfg.n_folds, cfg.seed)
+
+
 def write_splits(
     table: CaseTable,
     splits: Mapping[str, Sequence[int]],
     run_dir: str | Path,
     folds: np.ndarray | None = None,
     filename: str = "splits.csv",
+    cfg=None,
 ) -> Path:
-    """Write ``splits.csv`` (case_id, group_id, split, fold) into ``run_dir``; ``fold`` is blank
-    unless ``folds`` (per-case fold numbers from :func:`fold_assignment`) is given."""
+    """Write ``splits.csv`` (case_id, group_id, split, fold) into ``run_dir``.
+
+    ``fold`` is each case's k-fold fold number, from ``folds`` (see :func:`fold_assignment`) or, given
+    the run's ``DataConfig`` as ``cfg``, computed from it; blank for an official split.
+    """
+    if folds is None and cfg is not None:
+        folds = folds_from_config(table, cfg)
     rows = []
     for name in SPLITS:
         for i in splits.get(name, []):

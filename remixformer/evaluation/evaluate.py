@@ -47,7 +47,8 @@ def align_to_model(table: Any, model: Any) -> Any:
                 name = src.classes[int(v)]
                 if name not in t.classes:
                     raise ValueError(
-                        f"{c.where()}: {t.name} label {name!r} is not one of the model's classes {list(t.classes)}"
+                        f"{c.where()}: {t.name} label {name!r} is not one of the model's classes "
+                        f"{list(t.classes)}"
                     )
                 targets[t.name] = t.classes.index(name)
         cases.append(replace(c, targets=targets))
@@ -86,23 +87,38 @@ def evaluate_cases(
     table = align_to_model(table, model)
     cfg = model.config
     kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
-    ds = MultiModalDataset(table, list(indices), modalities=cfg.modalities,
-                           clinical_size=cfg.clinical.image_size, dermoscopy_size=cfg.dermoscopy.image_size,
-                           train=False, remix=False, **kwargs)
+    ds = MultiModalDataset(
+        table,
+        list(indices),
+        modalities=cfg.modalities,
+        clinical_size=cfg.clinical.image_size,
+        dermoscopy_size=cfg.dermoscopy.image_size,
+        train=False,
+        remix=False,
+        **kwargs,
+    )
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(EpochIndexed(ds), batch_size=batch_size, sampler=EpochSampler(len(ds), shuffle=False),
-                        collate_fn=collate, num_workers=num_workers)
-    preds, dropped = predict(model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress,
-                             desc=f"evaluate {table.name}")
+    loader = DataLoader(
+        EpochIndexed(ds),
+        batch_size=batch_size,
+        sampler=EpochSampler(len(ds), shuffle=False),
+        collate_fn=collate,
+        num_workers=num_workers,
+    )
+    preds, dropped = predict(
+        model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress, desc=f"evaluate {table.name}"
+    )
     preds = preds.aggregate_by_case()
     metrics = evaluate_predictions(preds, dataset_name=table.name)
     notes = list(notes or [])
     if withhold:
         notes.append(f"withheld modality: {withhold.upper()} (the model answered without it)")
     if dropped:
-        notes.append(f"{len(dropped)} case(s) not evaluated: none of the model's modalities remained "
-                     f"(e.g. {', '.join(dropped[:5])})")
+        notes.append(
+            f"{len(dropped)} case(s) not evaluated: none of the model's modalities remained "
+            f"(e.g. {', '.join(dropped[:5])})"
+        )
     write_report(out_dir, metrics, preds, title=title, notes=notes)
     return metrics
 
@@ -110,12 +126,19 @@ def evaluate_cases(
 def data_notes(table: Any, data_cfg: Any, split: str, modalities: str) -> list[str]:
     """What every report of a run must say: data set, split protocol, leakage, skipped cases."""
     protocol = data_cfg.protocol
-    notes = [f"data set: {table.name}; split: {split}; protocol: {protocol}"
-             + (f" (fold {data_cfg.fold} of {data_cfg.n_folds}, grouped by patient/lesion)"
-                if protocol == "kfold" else ""),
-             f"model modalities: {modalities}"]
+    notes = [
+        f"data set: {table.name}; split: {split}; protocol: {protocol}"
+        + (
+            f" (fold {data_cfg.fold} of {data_cfg.n_folds}, grouped by patient/lesion)"
+            if protocol == "kfold"
+            else ""
+        ),
+        f"model modalities: {modalities}",
+    ]
     if table.leaky_fields_included:
-        notes.append("LEAKAGE: metadata fields that leak the label were used as inputs: "
-                     + ", ".join(table.leaky_fields_included))
+        notes.append(
+            "LEAKAGE: metadata fields that leak the label were used as inputs: "
+            + ", ".join(table.leaky_fields_included)
+        )
     notes += list(table.notes)
     return notes

@@ -94,7 +94,11 @@ def predict(
             logits = {k: (v + flipped[k]) / 2 for k, v in logits.items()}
         parts.append(Predictions.from_logits(batch[keys.CASE_ID], tasks, logits, batch.get(keys.TARGETS)))
     if not parts:
-        raise ValueError("no case could be predicted" + (f" with modalities {withhold!r} withheld" if withhold else ""))
+        raise ValueError(
+            "no case could be predicted" + (f" with modalities {withhold!r} withheld" if withhold else "")
+        )
     if dropped:
-        log.warning("%d case(s) had none of the model's modalities left and were not predicted", len(set(dropped)))
+        log.warning(
+            "%d case(s) had none of the model's modalities left and were not predicted", len(set(dropped))
+        )
     return Predictions.concatenate(parts), sorted(set(dropped))

@@ -52,8 +52,9 @@ class RunCheckpoint(L.Callback):
         if improved:
             self.best_score, self.best_epoch = score, epoch
         if trainer.is_global_zero:
-            extra = dict(self.extra, epoch=epoch, global_step=trainer.global_step, monitor=self.monitor,
-                         score=score)
+            extra = dict(
+                self.extra, epoch=epoch, global_step=trainer.global_step, monitor=self.monitor, score=score
+            )
             if improved:
                 save_model(pl_module.model, self.dir / BEST_MODEL, extra)
             save_model(pl_module.model, self.dir / LAST_MODEL, extra)
@@ -102,8 +103,14 @@ class EpochMetrics(L.Callback):
         rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
         pd.DataFrame(rows).to_csv(self.csv, index=False)
         left = (trainer.max_epochs - trainer.current_epoch - 1) * row["epoch_time_s"]
-        log.info("epoch %d/%d: %s (%.1fs, about %.0fs left)", trainer.current_epoch + 1, trainer.max_epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in row.items() if "/" in k), row["epoch_time_s"], left)
+        log.info(
+            "epoch %d/%d: %s (%.1fs, about %.0fs left)",
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if "/" in k),
+            row["epoch_time_s"],
+            left,
+        )
 
 
 class ProgressBar(TQDMProgressBar):

@@ -16,7 +16,9 @@ class SafetensorsCheckpointIO(CheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         save_tree(path, checkpoint, metadata={"format": "remixformer-training-state"})
 
-    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
         device = map_location if isinstance(map_location, str) else "cpu"
         return load_tree(path, device=device)
 

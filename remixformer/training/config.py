@@ -46,7 +46,9 @@ class TrainConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"  # auto picks DDP when several devices are used
-    monitor: str = "val/diag/balanced_accuracy"  # validation metric for the best checkpoint and early stopping
+    monitor: str = (
+        "val/diag/balanced_accuracy"  # validation metric for the best checkpoint and early stopping
+    )
     monitor_mode: Literal["max", "min"] = "max"
     early_stopping_patience: int = 0  # epochs without improvement; 0 = off
     modality_dropout: float = 0.0  # probability of hiding each modality of a training case (robustness)
@@ -59,7 +61,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"max_epochs ({self.max_epochs}) and batch_size ({self.batch_size}) must be >= 1")
+            raise ValueError(
+                f"max_epochs ({self.max_epochs}) and batch_size ({self.batch_size}) must be >= 1"
+            )
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.lr <= 0:

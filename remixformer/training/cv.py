@@ -14,8 +14,15 @@ from remixformer.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-TABLE_METRICS = ("sensitivity_macro", "specificity_macro", "precision_macro", "auc_macro", "accuracy",
-                 "balanced_accuracy", "f1_macro")
+TABLE_METRICS = (
+    "sensitivity_macro",
+    "specificity_macro",
+    "precision_macro",
+    "auc_macro",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+)
 
 
 def fold_config(cfg: RunConfig, fold: int, folds: int) -> RunConfig:
@@ -46,8 +53,14 @@ def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = 
             resume = (fold_dir / "checkpoints" / STATE_FILE).exists()
             log.info("fold %d/%d: %s", k + 1, folds, "resuming" if resume else "training")
             summary = train(fold_config(cfg, k, folds), fold_dir, resume=resume)
-        results.append({"fold": k, "run_dir": str(fold_dir), "metrics": summary.get("eval", {}),
-                        "best_epoch": summary.get("best_epoch")})
+        results.append(
+            {
+                "fold": k,
+                "run_dir": str(fold_dir),
+                "metrics": summary.get("eval", {}),
+                "best_epoch": summary.get("best_epoch"),
+            }
+        )
     out = {"config": to_dict(cfg), "folds": results}
     if is_rank_zero():
         (run_dir / "cv_results.json").write_text(json.dumps(out, indent=2, default=str))

@@ -27,31 +27,49 @@ def make_dataset(table: CaseTable, indices: list[int], model_cfg: Any, train: bo
         seed=cfg.seed,
         max_image_pixels=cfg.data.max_image_pixels,
         cache_images=cfg.data.cache_images,
+        skip_bad_cases=cfg.data.skip_bad_cases,
     )
 
 
-def make_loader(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, num_workers: int, rank: int = 0,
-                world_size: int = 1) -> DataLoader:
+def make_loader(
+    dataset: Any,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
     from remixformer.data.dataset import collate
 
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
-                           pad=shuffle)
+    sampler = EpochSampler(
+        len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, pad=shuffle
+    )
     return DataLoader(
-        EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate,
-        num_workers=num_workers, persistent_workers=False, pin_memory=False,
+        EpochIndexed(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=False,
     )
 
 
 class RemixDataModule(L.LightningDataModule):
-    def __init__(self, cfg: RunConfig, table: CaseTable, splits: dict[str, list[int]], model_cfg: Any) -> None:
+    def __init__(
+        self, cfg: RunConfig, table: CaseTable, splits: dict[str, list[int]], model_cfg: Any
+    ) -> None:
         super().__init__()
         self.cfg, self.table, self.splits, self.model_cfg = cfg, table, splits, model_cfg
         self._datasets: dict[str, Any] = {}
 
     def dataset(self, split: str):
         if split not in self._datasets:
-            self._datasets[split] = make_dataset(self.table, self.splits[split], self.model_cfg, split == "train",
-                                                 self.cfg)
+            self._datasets[split] = make_dataset(
+                self.table, self.splits[split], self.model_cfg, split == "train", self.cfg
+            )
         return self._datasets[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
@@ -59,9 +77,15 @@ class RemixDataModule(L.LightningDataModule):
             return []
         t = self.cfg.train
         bs = t.batch_size if shuffle else (t.eval_batch_size or t.batch_size)
-        return make_loader(self.dataset(split), bs, shuffle=shuffle, seed=self.cfg.seed,
-                           num_workers=self.cfg.data.num_workers, rank=self.trainer.global_rank,
-                           world_size=self.trainer.world_size)
+        return make_loader(
+            self.dataset(split),
+            bs,
+            shuffle=shuffle,
+            seed=self.cfg.seed,
+            num_workers=self.cfg.data.num_workers,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -81,30 +81,34 @@ class RemixFormerModule(L.LightningModule):
         return self.model(batch, explain=explain)
 
     # --- randomness ------------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # The model's own randomness (LSM sampling, drop path, modality dropout) is a function of
-        # (seed, epoch, rank): a run resumed at an epoch boundary draws exactly what it would have.
-        torch.manual_seed((self.seed * 1_000_003 + self.current_epoch * 10_007 + self.global_rank) % 2**63)
+        # (seed, epoch, batch, rank): a run resumed at an epoch boundary draws exactly what it would
+        # have, whatever else consumed the global generator in between (data loader set-up, restarts).
+        key = ((self.seed * 1_000_003 + self.current_epoch) * 100_003 + batch_idx) * 1_009 + self.global_rank
+        torch.manual_seed(key % (2**63 - 1))
 
     def _drop_modalities(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Hide each modality of each case with probability ``modality_dropout``, keeping one per case."""
+        """Hide each modality of each case with probability ``modality_dropout``; a case that would lose
+        every modality keeps one of its own, drawn at random."""
         p = self.cfg.modality_dropout
         letters = [m for m in self.model.modalities if keys.MODALITY_KEYS[m] in batch]
         if p <= 0 or len(letters) < 2:
             return batch
         batch = dict(batch)
-        B = batch[keys.MODALITY_KEYS[letters[0]]].shape[0]
-        device = batch[keys.MODALITY_KEYS[letters[0]]].device
-        masks = {}
-        for m in letters:
-            k = keys.present_key(keys.MODALITY_KEYS[m])
-            present = batch.get(k, torch.ones(B, dtype=torch.bool, device=device)).bool()
-            masks[m] = present & (torch.rand(B, device=device) >= p)
-        still = torch.stack(list(masks.values())).any(0)
-        for m in letters:  # a case that lost everything keeps what it had
-            k = keys.present_key(keys.MODALITY_KEYS[m])
-            original = batch.get(k, torch.ones(B, dtype=torch.bool, device=device)).bool()
-            batch[k] = torch.where(still, masks[m], original)
+        first = batch[keys.MODALITY_KEYS[letters[0]]]
+        B, device = first.shape[0], first.device
+        pkeys = [keys.present_key(keys.MODALITY_KEYS[m]) for m in letters]
+        had = torch.stack(
+            [batch.get(k, torch.ones(B, dtype=torch.bool, device=device)).bool() for k in pkeys]
+        )
+        kept = had & (torch.rand(had.shape, device=device) >= p)  # M, B
+        lost_all = ~kept.any(0)
+        pick = torch.rand(had.shape, device=device).masked_fill(~had, -1).argmax(0)  # one present modality
+        rescue = torch.nn.functional.one_hot(pick, len(letters)).T.bool() & lost_all
+        kept = kept | rescue
+        for k, row in zip(pkeys, kept):
+            batch[k] = row
         return batch
 
     # --- steps -----------------------------------------------------------------------------------
@@ -123,11 +127,13 @@ class RemixFormerModule(L.LightningModule):
         loss, _ = task_losses(out[keys.LOGITS], batch[keys.TARGETS], self.tasks)
         B = len(batch[keys.CASE_ID])
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=B, sync_dist=True)
-        self._val.append({
-            "case_id": list(batch[keys.CASE_ID]),
-            "logits": {k: v.detach().float().cpu() for k, v in out[keys.LOGITS].items()},
-            "targets": {k: v.detach().cpu() for k, v in batch[keys.TARGETS].items()},
-        })
+        self._val.append(
+            {
+                "case_id": list(batch[keys.CASE_ID]),
+                "logits": {k: v.detach().float().cpu() for k, v in out[keys.LOGITS].items()},
+                "targets": {k: v.detach().cpu() for k, v in batch[keys.TARGETS].items()},
+            }
+        )
 
     def on_validation_epoch_end(self) -> None:
         from remixformer.evaluation.predictions import Predictions
@@ -135,7 +141,11 @@ class RemixFormerModule(L.LightningModule):
 
         parts = self._val
         self._val = []
-        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if (
+            self.trainer.world_size > 1
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
             gathered: list[Any] = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(gathered, parts)  # every rank computes the same metrics
             parts = [p for rank_parts in gathered for p in rank_parts]
@@ -145,17 +155,28 @@ class RemixFormerModule(L.LightningModule):
             [c for p in parts for c in p["case_id"]],
             self.tasks,
             {t.name: torch.cat([p["logits"][t.name] for p in parts]) for t in self.tasks},
-            {t.name: torch.cat([p["targets"][t.name] for p in parts]) for t in self.tasks if t.name in parts[0]["targets"]},
+            {
+                t.name: torch.cat([p["targets"][t.name] for p in parts])
+                for t in self.tasks
+                if t.name in parts[0]["targets"]
+            },
         ).aggregate_by_case()
         metrics = evaluate_predictions(preds)["tasks"]
         for t in self.tasks:
             m = metrics[t.name]
-            names = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro") if t.kind != MULTI else ("auc_mean",)
+            names = (
+                ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
+                if t.kind != MULTI
+                else ("auc_mean",)
+            )
             for name in names:
                 value = m.get(name)
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    self.log(f"val/{t.name}/{name}", float(value), prog_bar=(t.name == self.tasks[0].name
-                                                                             and name == "balanced_accuracy"))
+                    self.log(
+                        f"val/{t.name}/{name}",
+                        float(value),
+                        prog_bar=(t.name == self.tasks[0].name and name == "balanced_accuracy"),
+                    )
 
     # --- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -164,8 +185,10 @@ class RemixFormerModule(L.LightningModule):
             if not p.requires_grad:
                 continue
             (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY) else decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         if self.cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=self.cfg.lr, momentum=self.cfg.momentum)
         else:
@@ -181,9 +204,14 @@ class RemixFormerModule(L.LightningModule):
     def on_fit_end(self) -> None:
         """Record a checksum of the weights on every process (they must agree under DDP)."""
         with torch.no_grad():
-            local = float(sum(p.detach().double().sum().item() * (i + 1)
-                              for i, p in enumerate(self.model.parameters())))
-        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            local = float(
+                sum(p.detach().double().sum().item() * (i + 1) for i, p in enumerate(self.model.parameters()))
+            )
+        if (
+            self.trainer.world_size > 1
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
             gathered: list[Any] = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(gathered, local)
             self.weight_checksums = [float(g) for g in gathered]

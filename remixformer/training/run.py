@@ -66,9 +66,16 @@ def build_model_for(cfg: RunConfig, table: Any):
             f"{table.modalities!r}"
         )
     return create_model(
-        m.preset, m.modalities, tasks=table.tasks, metadata_schema=table.schema.to_dict(),
-        clinical_weights=m.clinical_weights, window_encoder_weights=m.window_encoder_weights,
-        clinical=m.clinical, dermoscopy=m.dermoscopy, metadata=m.metadata, fusion=m.fusion,
+        m.preset,
+        m.modalities,
+        tasks=table.tasks,
+        metadata_schema=table.schema.to_dict(),
+        clinical_weights=m.clinical_weights,
+        window_encoder_weights=m.window_encoder_weights,
+        clinical=m.clinical,
+        dermoscopy=m.dermoscopy,
+        metadata=m.metadata,
+        fusion=m.fusion,
     )
 
 
@@ -119,9 +126,16 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         write_splits(table, splits, run_dir)
         if table.leaky_fields_included:
             log.warning("%s", data_info.get("warning"))
-    log.info("run %s: %d train / %d val / %d test cases; model %s (%s), %.1fM parameters", run_dir,
-             len(splits["train"]), len(splits["val"]), len(splits["test"]), cfg.model.preset,
-             model.modalities, model.num_parameters() / 1e6)
+    log.info(
+        "run %s: %d train / %d val / %d test cases; model %s (%s), %.1fM parameters",
+        run_dir,
+        len(splits["train"]),
+        len(splits["val"]),
+        len(splits["test"]),
+        cfg.model.preset,
+        model.modalities,
+        model.num_parameters() / 1e6,
+    )
 
     extra = {
         "run": cfg.name,
@@ -129,20 +143,39 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         "data": to_dict(cfg.data),
         "leaky_fields_included": list(table.leaky_fields_included),
     }
-    callbacks: list = [RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra), EpochMetrics(run_dir)]
+    callbacks: list = [
+        RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra),
+        EpochMetrics(run_dir),
+    ]
     if cfg.train.early_stopping_patience > 0 and splits["val"]:
-        callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.early_stopping_patience,
-                                       mode=cfg.train.monitor_mode, check_on_train_epoch_end=True))
+        callbacks.append(
+            EarlyStopping(
+                cfg.train.monitor,
+                patience=cfg.train.early_stopping_patience,
+                mode=cfg.train.monitor_mode,
+                check_on_train_epoch_end=True,
+            )
+        )
     if cfg.train.progress_bar:
         callbacks.append(ProgressBar())
     t = cfg.train
     trainer = build_trainer(
-        run_dir, callbacks, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-        progress_bar=t.progress_bar, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches, deterministic=t.deterministic,
+        run_dir,
+        callbacks,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        deterministic=t.deterministic,
     )
     module = RemixFormerModule(model, cfg.train, cfg.seed)
     dm = RemixDataModule(cfg, table, splits, model.config)
@@ -168,8 +201,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             handler.close()
 
 
-def evaluate_run(run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, list[int]], split: str,
-                 withhold: str = "") -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, list[int]], split: str, withhold: str = ""
+) -> dict[str, Any]:
     """Evaluate the run's best model on ``split`` into ``eval/<split>``; returns the flat metrics."""
     from remixformer.evaluation.evaluate import data_notes, evaluate_cases
     from remixformer.models.checkpoint import load_model
@@ -181,9 +215,17 @@ def evaluate_run(run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, li
     model = load_model(run_dir / "checkpoints" / BEST_MODEL)
     out = run_dir / "eval" / (split + (f"_without_{withhold}" if withhold else ""))
     metrics = evaluate_cases(
-        model, table, splits[split], out, title=f"{cfg.name}: {table.name} {split}",
-        notes=data_notes(table, cfg.data, split, model.modalities), withhold=withhold,
-        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size, num_workers=cfg.data.num_workers,
-        tta_flip=cfg.eval.tta_flip, progress=cfg.train.progress_bar, max_image_pixels=cfg.data.max_image_pixels,
+        model,
+        table,
+        splits[split],
+        out,
+        title=f"{cfg.name}: {table.name} {split}",
+        notes=data_notes(table, cfg.data, split, model.modalities),
+        withhold=withhold,
+        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+        num_workers=cfg.data.num_workers,
+        tta_flip=cfg.eval.tta_flip,
+        progress=cfg.train.progress_bar,
+        max_image_pixels=cfg.data.max_image_pixels,
     )
     return metrics["summary"]

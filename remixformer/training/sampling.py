@@ -17,8 +17,15 @@ from torch.utils.data import Dataset, Sampler
 
 
 class EpochSampler(Sampler):
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
-                 pad: bool = True) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0

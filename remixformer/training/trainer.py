@@ -9,8 +9,11 @@ from typing import Any
 
 
 def wants_ddp(devices: Any, num_nodes: int) -> bool:
-    return num_nodes > 1 or (isinstance(devices, int) and devices > 1) or os.environ.get("WORLD_SIZE", "1") not in (
-        "", "1")
+    return (
+        num_nodes > 1
+        or (isinstance(devices, int) and devices > 1)
+        or os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    )
 
 
 def build_trainer(
