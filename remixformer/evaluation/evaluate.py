@@ -84,8 +84,15 @@ def evaluate_cases(
         raise ValueError(f"{table.name}: no cases to evaluate")
     if withhold and set(withhold.upper()) - set("CDM"):
         raise ValueError(f"--withhold takes letters of C, D, M, got {withhold!r}")
+    from remixformer.training.datamodule import answerable
+
     table = align_to_model(table, model)
     cfg = model.config
+    indices, unanswerable = answerable(table, list(indices), cfg.modalities)
+    if not indices:
+        raise ValueError(
+            f"{table.name}: none of the cases has any of the model's modalities {cfg.modalities}"
+        )
     kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
     ds = MultiModalDataset(
         table,
@@ -112,6 +119,11 @@ def evaluate_cases(
     preds = preds.aggregate_by_case()
     metrics = evaluate_predictions(preds, dataset_name=table.name)
     notes = list(notes or [])
+    if unanswerable:
+        notes.append(
+            f"{len(unanswerable)} case(s) have none of the model's modalities ({cfg.modalities}) and "
+            f"were not evaluated (e.g. {', '.join(unanswerable[:5])})"
+        )
     if withhold:
         notes.append(f"withheld modality: {withhold.upper()} (the model answered without it)")
     if dropped:

@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from remixformer.data.cases import CaseTable
 from remixformer.training.config import RunConfig
 from remixformer.training.sampling import EpochIndexed, EpochSampler
 
+log = logging.getLogger(__name__)
+
+
+def answerable(
+    table: CaseTable, indices: list[int], modalities: str, borrow: str = ""
+) -> tuple[list[int], list[str]]:
+    """Cases that have at least one of ``modalities`` (or can borrow one of ``borrow`` by remix), and
+    the ids of those that cannot be fed to the model at all."""
+    have = np.zeros(len(table), dtype=bool)
+    for m in modalities:
+        have |= table.has_modality(m) if m in table.modalities else False
+        if m in borrow:
+            have[:] = True
+    keep = [i for i in indices if have[i]]
+    return keep, [table.cases[i].case_id for i in indices if not have[i]]
+
 
 def make_dataset(table: CaseTable, indices: list[int], model_cfg: Any, train: bool, cfg: RunConfig):
     from remixformer.data.dataset import MultiModalDataset
 
+    borrow = cfg.data.remix_modalities if (train and cfg.data.remix) else ""
+    indices, left_out = answerable(table, indices, model_cfg.modalities, borrow)
+    if left_out:
+        log.warning(
+            "%d %s case(s) have none of the model's modalities %s and are left out: %s",
+            len(left_out),
+            "training" if train else "evaluation",
+            model_cfg.modalities,
+            ", ".join(left_out[:20]),
+        )
     return MultiModalDataset(
         table,
         indices,

@@ -3,9 +3,30 @@ and DDP, precision, TensorBoard, checkpoints through safetensors (never pickled)
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
+
+
+def quiet_lightning() -> None:
+    """Lightning adds its own console handler (every line printed twice next to ours) and prints
+    hardware tips at INFO; keep its warnings, drop the rest of the chatter."""
+    import lightning  # noqa: F401  (its import installs the handler)
+
+    if logging.getLogger().handlers:
+        lg = logging.getLogger("lightning")
+        lg.handlers = [h for h in lg.handlers if type(h) is not logging.StreamHandler]
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def wants_ddp(devices: Any, num_nodes: int) -> bool:
@@ -47,6 +68,7 @@ def build_trainer(
 
     from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
 
+    quiet_lightning()
     if strategy == "auto" and wants_ddp(devices, num_nodes):
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     return L.Trainer(
