@@ -1,0 +1,264 @@
+"""``Predictor``: a trained model on new cases, from file paths, bytes, PIL images or arrays.
+
+    predictor = Predictor.from_checkpoint("runs/x/checkpoints/best.safetensors")
+    result = predictor.predict(clinical="photo.jpg", dermoscopy=None, metadata={"sex": "female"})
+    result.top_k  # [("NEV", 0.71), ("MEL", 0.20), ...]
+
+Any subset of the modalities the model was trained with may be given; metadata is checked strictly
+against the model's schema (unknown fields or values are errors, blanks are allowed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from remixformer import keys
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from remixformer.tasks import MULTI
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | Path | bytes | Image.Image | np.ndarray | None
+LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
+
+
+@dataclass
+class CasePrediction:
+    """The answer for one case. ``probabilities[task][class]``; ``top_k`` of the diagnosis."""
+
+    probabilities: dict[str, dict[str, float]]
+    top_k: list[tuple[str, float]]
+    diagnosis: str
+    modalities_used: str
+    explanation: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "diagnosis": self.diagnosis,
+            "top_k": [{"class": c, "probability": p} for c, p in self.top_k],
+            "probabilities": self.probabilities,
+            "modalities_used": self.modalities_used,
+        }
+
+
+def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
+    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes)."""
+    from remixformer.data.images import load_image, to_rgb8
+
+    if isinstance(image, (str, Path, bytes)):
+        return load_image(
+            image if not isinstance(image, str) else Path(image), max_pixels=max_pixels, case_id=name
+        )
+    if isinstance(image, Image.Image):
+        if image.width * image.height > max_pixels:
+            raise ValueError(
+                f"{name}: image of {image.width}x{image.height} pixels is over the limit {max_pixels}"
+            )
+        return to_rgb8(image)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ValueError(f"{name}: expected an (H, W, 3) or (H, W) array, got shape {arr.shape}")
+        if arr.shape[0] * arr.shape[1] > max_pixels:
+            raise ValueError(
+                f"{name}: image of {arr.shape[1]}x{arr.shape[0]} pixels is over the limit {max_pixels}"
+            )
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr[..., :3])
+    raise ValueError(
+        f"{name}: expected a file path, bytes, a PIL image or an array, got {type(image).__name__}"
+    )
+
+
+class Predictor:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        *,
+        tta_flip: bool = False,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
+        from remixformer.data.schema import MetadataSchema
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tta_flip = tta_flip
+        self.max_image_pixels = max_image_pixels
+        cfg = model.config
+        self.schema = MetadataSchema.from_dict(cfg.metadata_schema) if cfg.metadata_schema else None
+        if "M" in self.modalities and self.schema is None:
+            raise ValueError("the model uses metadata but its checkpoint holds no metadata schema")
+        self.identity = identity or {}
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> Predictor:
+        from remixformer.models.checkpoint import load_model
+
+        path = Path(path)
+        model = load_model(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        extra = getattr(model, "checkpoint_extra", {}) or {}
+        identity = {
+            "file": path.name,
+            "sha256": digest,
+            "run": extra.get("run"),
+            "dataset": extra.get("dataset"),
+            "epoch": extra.get("epoch"),
+            "preset": model.config.name,
+        }
+        return cls(model, device, identity=identity, **kwargs)
+
+    # --- what the model expects --------------------------------------------------------------------
+    @property
+    def modalities(self) -> str:
+        return self.model.modalities
+
+    @property
+    def tasks(self):
+        return self.model.tasks
+
+    @property
+    def input_sizes(self) -> dict[str, int]:
+        c = self.model.config
+        out = {}
+        if "C" in self.modalities:
+            out["clinical"] = c.clinical.image_size
+        if "D" in self.modalities:
+            out["dermoscopy"] = c.dermoscopy.image_size
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Labels, tasks, modalities, metadata schema with allowed values, input sizes, identity."""
+        return {
+            "modalities": {m: LETTER_NAMES[m] for m in self.modalities},
+            "tasks": [t.to_dict() for t in self.tasks],
+            "diagnosis_classes": list(self.tasks[0].classes),
+            "metadata_schema": self.model.config.metadata_schema if "M" in self.modalities else None,
+            "input_sizes": self.input_sizes,
+            "checkpoint": self.identity,
+        }
+
+    # --- preprocessing -----------------------------------------------------------------------------
+    def preprocess(
+        self,
+        clinical: ImageInput = None,
+        dermoscopy: ImageInput = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One case -> a batch of one (see docs/architecture.md). Raises ValueError on bad input."""
+        from remixformer.data.transforms import to_model_tensor
+
+        given = {
+            "C": clinical is not None,
+            "D": dermoscopy is not None,
+            "M": metadata is not None and any(v not in (None, "") for v in metadata.values()),
+        }
+        for m, has in given.items():
+            if has and m not in self.modalities:
+                raise ValueError(
+                    f"the model was trained without {LETTER_NAMES[m]} ({m}); it takes "
+                    f"{', '.join(LETTER_NAMES[x] for x in self.modalities)}"
+                )
+        if not any(given[m] for m in self.modalities):
+            raise ValueError(
+                f"no input: give at least one of {', '.join(LETTER_NAMES[x] for x in self.modalities)}"
+            )
+        batch: dict[str, Any] = {keys.CASE_ID: ["case"]}
+        for m, image in (("C", clinical), ("D", dermoscopy)):
+            if m not in self.modalities:
+                continue
+            key = keys.MODALITY_KEYS[m]
+            size = self.input_sizes[key]
+            if image is None:
+                batch[key] = torch.zeros(1, 3, size, size)
+                batch[keys.present_key(key)] = torch.zeros(1, dtype=torch.bool)
+            else:
+                pil = to_pil(image, key, self.max_image_pixels)
+                batch[key] = to_model_tensor(pil, size)[None]
+                batch[keys.present_key(key)] = torch.ones(1, dtype=torch.bool)
+        if "M" in self.modalities:
+            values = self.schema.validate(metadata or {})
+            batch[keys.METADATA] = torch.from_numpy(self.schema.encode(metadata or {}))[None]
+            batch[keys.METADATA_PRESENT] = torch.tensor([any(v is not None for v in values.values())])
+        return batch
+
+    # --- prediction --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(
+        self,
+        clinical: ImageInput = None,
+        dermoscopy: ImageInput = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        top_k: int = 3,
+        explain: bool = False,
+    ) -> CasePrediction:
+        batch = self.preprocess(clinical, dermoscopy, metadata)
+        return self.predict_batch(batch, top_k=top_k, explain=explain)[0]
+
+    @torch.no_grad()
+    def predict_batch(
+        self, batch: dict[str, Any], *, top_k: int = 3, explain: bool = False
+    ) -> list[CasePrediction]:
+        """Predictions for a batch dict (several cases preprocessed and collated)."""
+        inputs = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        out = self.model(inputs, explain=explain)
+        logits = out[keys.LOGITS]
+        if self.tta_flip:
+            flipped = {k: v for k, v in inputs.items()}
+            for key in (keys.CLINICAL, keys.DERMOSCOPY):
+                if key in flipped:
+                    flipped[key] = flipped[key].flip(-1)
+            other = self.model(flipped)[keys.LOGITS]
+            logits = {k: (v + other[k]) / 2 for k, v in logits.items()}
+        probs = {
+            t.name: (logits[t.name].sigmoid() if t.kind == MULTI else logits[t.name].softmax(-1))
+            .cpu()
+            .numpy()
+            for t in self.tasks
+        }
+        B = next(iter(probs.values())).shape[0]
+        used = []
+        for b in range(B):
+            used.append(
+                "".join(
+                    m
+                    for m in self.modalities
+                    if keys.MODALITY_KEYS[m] in batch
+                    and bool(batch.get(keys.present_key(keys.MODALITY_KEYS[m]), torch.ones(B))[b])
+                )
+            )
+        maps = out.get(keys.EXPLAIN, {})
+        results = []
+        diag = self.tasks[0]
+        for b in range(B):
+            p = {t.name: {c: float(v) for c, v in zip(t.classes, probs[t.name][b])} for t in self.tasks}
+            order = np.argsort(-probs[diag.name][b])[: max(1, top_k)]
+            ranked = [(diag.classes[i], float(probs[diag.name][b][i])) for i in order]
+            results.append(
+                CasePrediction(
+                    probabilities=p,
+                    top_k=ranked,
+                    diagnosis=ranked[0][0],
+                    modalities_used=used[b],
+                    explanation={k: v[b].detach().cpu().numpy() for k, v in maps.items()},
+                )
+            )
+        return results
