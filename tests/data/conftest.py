@@ -1,6 +1,8 @@
 """Fixture writers: tiny data sets in the exact official layouts, written into tmp folders.
 
-Each writer returns the root folder and documents the counts the tests assert.
+Each writer returns the root folder and documents the counts the tests assert. Tests reach the
+writers and their constants through the ``layouts`` fixture (importing ``conftest`` by name would
+clash with the other test folders' conftest modules).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -468,3 +471,15 @@ def isic2019_root(tmp_path):
 @pytest.fixture
 def manifest_root(tmp_path):
     return write_manifest(tmp_path / "manifest")
+
+
+@pytest.fixture
+def layouts():
+    """The writers and the constants the tests compare against."""
+    return SimpleNamespace(
+        DERM7PT_COPIES=DERM7PT_COPIES,
+        DERM7PT_DIAG_GROUP=DERM7PT_DIAG_GROUP,
+        MANIFEST_ROWS=MANIFEST_ROWS,
+        MANIFEST_SCHEMA=MANIFEST_SCHEMA,
+        write_manifest=write_manifest,
+    )

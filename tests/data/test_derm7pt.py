@@ -2,7 +2,6 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-from conftest import DERM7PT_COPIES, DERM7PT_DIAG_GROUP
 
 from remixformer.config import from_dict
 from remixformer.data import DataConfig, load_dataset
@@ -13,12 +12,12 @@ def _cfg(root, **kw):
     return from_dict(DataConfig, {"dataset": "derm7pt", "root": str(root), **kw})
 
 
-def test_counts_tasks_and_official_split(derm7pt_root):
+def test_counts_tasks_and_official_split(derm7pt_root, layouts):
     t = load_dataset(_cfg(derm7pt_root))
     assert len(t) == 30 and t.modalities == "CDM"
     assert [x.name for x in t.tasks] == ["diag", "pn", "bwv", "vs", "pig", "str", "dag", "rs"]
     assert t.tasks[0].classes == ("BCC", "NEV", "MEL", "MISC", "SK")
-    assert t.class_counts() == {**Counter(DERM7PT_DIAG_GROUP * 3), "unknown": 0}
+    assert t.class_counts() == {**Counter(layouts.DERM7PT_DIAG_GROUP * 3), "unknown": 0}
     assert Counter(c.split for c in t.cases) == {"train": 12, "val": 8, "test": 10}
     s = split_indices(t)  # auto -> official
     assert {k: len(v) for k, v in s.items()} == {"train": 12, "val": 8, "test": 10}
@@ -36,9 +35,9 @@ def test_criteria_grouping(derm7pt_root):
         assert t.task("pig").classes[case.targets["pig"]] == pig[row["pigmentation"]]
 
 
-def test_the_nine_clinical_copies_have_no_clinical_image(derm7pt_root):
+def test_the_nine_clinical_copies_have_no_clinical_image(derm7pt_root, layouts):
     t = load_dataset(_cfg(derm7pt_root))
-    copies = {str(i + 1) for rows in DERM7PT_COPIES.values() for i in rows}
+    copies = {str(i + 1) for rows in layouts.DERM7PT_COPIES.values() for i in rows}
     without = {c.case_id for c in t.cases if not c.clinical}
     assert len(copies) == 9 and without == copies
     assert all(len(c.dermoscopy) == 1 for c in t.cases)

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MANIFEST_ROWS, MANIFEST_SCHEMA, write_manifest
 
 from remixformer.config import from_dict
 from remixformer.data import DataConfig, load_dataset
@@ -50,10 +49,10 @@ def test_metadata_through_the_schema(manifest_root):
     assert t2.schema.field_names[-1] == "biopsy" and t2.schema.dim == x.shape[1] + 3
 
 
-def test_patient_in_two_splits_is_rejected(tmp_path):
-    rows = [list(r) for r in MANIFEST_ROWS]
+def test_patient_in_two_splits_is_rejected(tmp_path, layouts):
+    rows = [list(r) for r in layouts.MANIFEST_ROWS]
     rows[1][11] = "test"  # p0 now in train and test
-    root = write_manifest(tmp_path / "m", rows=[tuple(r) for r in rows])
+    root = layouts.write_manifest(tmp_path / "m", rows=[tuple(r) for r in rows])
     with pytest.raises(
         ValueError,
         match=r"patient 'p0' is in split 'train' \(manifest.csv line 2\) and in split "
@@ -77,8 +76,8 @@ def test_patient_in_two_splits_is_rejected(tmp_path):
         ("split", 6, "", r"column 'split' is blank on line\(s\) \[8\]"),
     ],
 )
-def test_layout_errors_name_line_and_column(tmp_path, column, row, value, msg):
-    root = write_manifest(tmp_path / "m")
+def test_layout_errors_name_line_and_column(tmp_path, layouts, column, row, value, msg):
+    root = layouts.write_manifest(tmp_path / "m")
     df = pd.read_csv(root / "manifest.csv", keep_default_na=False, dtype=str)
     df.loc[row, column] = value
     df.to_csv(root / "manifest.csv", index=False)
@@ -86,8 +85,8 @@ def test_layout_errors_name_line_and_column(tmp_path, column, row, value, msg):
         load_dataset(_cfg(root))
 
 
-def test_missing_metadata_column_and_bad_schema(tmp_path):
-    root = write_manifest(tmp_path / "m")
+def test_missing_metadata_column_and_bad_schema(tmp_path, layouts):
+    root = layouts.write_manifest(tmp_path / "m")
     df = pd.read_csv(root / "manifest.csv", keep_default_na=False, dtype=str).drop(columns=["age"])
     df.to_csv(root / "manifest.csv", index=False)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['age'\] for the metadata field"):
@@ -100,9 +99,9 @@ def test_missing_metadata_column_and_bad_schema(tmp_path):
         load_dataset(_cfg(root))
 
 
-def test_without_split_column_kfold_groups_patients(tmp_path):
-    rows = [r[:11] + ("",) for r in MANIFEST_ROWS]
-    root = write_manifest(tmp_path / "m", rows=rows)
+def test_without_split_column_kfold_groups_patients(tmp_path, layouts):
+    rows = [r[:11] + ("",) for r in layouts.MANIFEST_ROWS]
+    root = layouts.write_manifest(tmp_path / "m", rows=rows)
     df = pd.read_csv(root / "manifest.csv", keep_default_na=False, dtype=str).drop(columns=["split"])
     df.to_csv(root / "manifest.csv", index=False)
     t = load_dataset(_cfg(root))
@@ -112,18 +111,18 @@ def test_without_split_column_kfold_groups_patients(tmp_path):
     assert not train_groups & {t.cases[i].group_id for i in s["test"]}
 
 
-def test_class_order_inferred_without_declared_tasks(tmp_path):
-    schema = {k: v for k, v in MANIFEST_SCHEMA.items() if k != "tasks"}
-    root = write_manifest(tmp_path / "m", schema=schema)
+def test_class_order_inferred_without_declared_tasks(tmp_path, layouts):
+    schema = {k: v for k, v in layouts.MANIFEST_SCHEMA.items() if k != "tasks"}
+    root = layouts.write_manifest(tmp_path / "m", schema=schema)
     t = load_dataset(_cfg(root))
     assert [x.name for x in t.tasks] == ["diag"] and t.tasks[0].classes == ("BCC", "MEL", "NEV")
 
 
-def test_yaml_schema_and_explicit_paths(tmp_path):
+def test_yaml_schema_and_explicit_paths(tmp_path, layouts):
     import yaml
 
-    root = write_manifest(tmp_path / "m")
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(MANIFEST_SCHEMA))
+    root = layouts.write_manifest(tmp_path / "m")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(layouts.MANIFEST_SCHEMA))
     t = load_dataset(
         _cfg(tmp_path / "elsewhere", manifest=str(root / "manifest.csv"), schema=str(tmp_path / "s.yaml"))
     )

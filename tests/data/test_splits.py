@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from remixformer.data.cases import Case, CaseTable
+from remixformer.data.config import DataConfig
 from remixformer.data.schema import MetadataSchema
 from remixformer.data.splits import (
     assign_folds,
@@ -96,6 +97,9 @@ def test_write_and_read_splits(table, tmp_path):
     assert list(df.columns) == ["case_id", "group_id", "split", "fold"] and len(df) == len(table)
     assert set(df.loc[df["split"] == "test", "fold"]) == {2}
     assert read_splits(table, path) == {k: sorted(v) for k, v in s.items()}
+    cfg = DataConfig(protocol="kfold", n_folds=5, fold=2, seed=0)
+    again = pd.read_csv(write_splits(table, s, tmp_path / "run2", cfg=cfg))
+    assert again.equals(df)
 
 
 def test_assign_folds_needs_enough_groups():
