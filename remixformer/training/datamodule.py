@@ -56,6 +56,7 @@ def make_dataset(table: CaseTable, indices: list[int], model_cfg: Any, train: bo
         max_image_pixels=cfg.data.max_image_pixels,
         cache_images=cfg.data.cache_images,
         skip_bad_cases=cfg.data.skip_bad_cases,
+        augment=cfg.data.augment,
     )
 
 

@@ -123,7 +123,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         dump_yaml(cfg, run_dir / "config.yaml")
         data_info = table.summary() | {"splits": {k: len(v) for k, v in splits.items()}}
         (run_dir / "data.json").write_text(json.dumps(data_info, indent=2, default=str))
-        write_splits(table, splits, run_dir)
+        write_splits(table, splits, run_dir, cfg=cfg.data)
         if table.leaky_fields_included:
             log.warning("%s", data_info.get("warning"))
     log.info(
