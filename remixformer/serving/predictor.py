@@ -144,6 +144,20 @@ class Predictor:
             out["dermoscopy"] = c.dermoscopy.image_size
         return out
 
+    def metadata_fields(self) -> list[dict[str, Any]]:
+        """Each metadata field with the values it accepts (numeric fields: their bins and bin labels)."""
+        if "M" not in self.modalities or self.schema is None:
+            return []
+        out = []
+        for f in self.schema.fields:
+            d: dict[str, Any] = {"name": f.name, "kind": f.kind, "values": list(f.values)}
+            if f.bins:
+                d["bins"] = list(f.bins)
+            if f.description:
+                d["description"] = f.description
+            out.append(d)
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Labels, tasks, modalities, metadata schema with allowed values, input sizes, identity."""
         return {
@@ -151,7 +165,9 @@ class Predictor:
             "tasks": [t.to_dict() for t in self.tasks],
             "diagnosis_classes": list(self.tasks[0].classes),
             "metadata_schema": self.model.config.metadata_schema if "M" in self.modalities else None,
+            "metadata_fields": self.metadata_fields(),
             "input_sizes": self.input_sizes,
+            "tta_flip": self.tta_flip,
             "checkpoint": self.identity,
         }
 

@@ -1,0 +1,424 @@
+"""The web service: a FastAPI app around one loaded :class:`~remixformer.serving.predictor.Predictor`.
+
+    app = create_app(Predictor.from_checkpoint("best.safetensors"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Endpoints: ``GET /health``, ``GET /model``, ``POST /predict`` (multipart: ``clinical`` and/or
+``dermoscopy`` image files, one text field per metadata field, options ``explain`` and ``top_k``),
+``GET /docs`` (OpenAPI) and the web page at ``/``. docs/serving.md describes them.
+
+Bad input gets a 4xx JSON ``{"detail": "...", "field": "..."}``: 413 for a file over the upload limit or
+an image over the pixel limit, 415 for a body that is not multipart or a file that is not a decodable
+image, 422 for unknown fields or values, a modality the model was not trained with, or bad options,
+400 for an empty request or a malformed body. Uploads stay in memory; nothing a client sends is used
+as a path. Decoding and inference run in a bounded pool (:mod:`remixformer.serving.pool`); a full pool
+answers 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel
+
+from remixformer.data.schema import is_blank
+from remixformer.serving.pool import InferencePool, QueueFull
+from remixformer.serving.predictor import LETTER_NAMES, Predictor
+from remixformer.serving.uploads import UploadError, read_form
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
+DEFAULT_QUEUE_SIZE = 8
+IMAGE_FIELDS = ("clinical", "dermoscopy")
+OPTION_FIELDS = ("explain", "top_k")
+DISCLAIMER = (
+    "Research tool, not a medical device: its output is not a diagnosis and must not guide the care "
+    "of a patient."
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class ServingError(Exception):
+    """An answer other than 200; ``detail`` says what was wrong, ``field`` names the input."""
+
+    def __init__(
+        self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+
+
+# --- response shapes (for the OpenAPI page) ----------------------------------------------------------
+class ErrorBody(BaseModel):
+    detail: str
+    field: str | None = None
+
+
+class OverlayBody(BaseModel):
+    name: str
+    modality: str
+    title: str
+    image: str  # data:image/png;base64,...
+
+
+class PredictionBody(BaseModel):
+    diagnosis: str
+    top_k: list[dict[str, Any]]
+    probabilities: dict[str, dict[str, float]]
+    modalities_used: str
+    metadata_used: dict[str, str | None] | None = None
+    overlays: list[OverlayBody] | None = None
+    model: dict[str, Any]
+    seconds: float
+    disclaimer: str
+
+
+# --- reading a request ------------------------------------------------------------------------------
+@dataclass
+class CaseRequest:
+    images: dict[str, bytes] = field(default_factory=dict)  # clinical / dermoscopy -> file bytes
+    metadata: dict[str, str] | None = None
+    metadata_used: dict[str, str | None] | None = None
+    explain: bool = False
+    top_k: int = 3
+
+
+def _flag(name: str, raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ServingError(422, f"{name}: expected true or false, got {raw!r}", name)
+
+
+def _top_k(raw: str, n_classes: int) -> int:
+    try:
+        k = int(raw.strip())
+    except ValueError:
+        raise ServingError(422, f"top_k: expected a whole number, got {raw!r}", "top_k") from None
+    if not 1 <= k <= n_classes:
+        raise ServingError(422, f"top_k: expected 1 to {n_classes} (the diagnosis classes), got {k}", "top_k")
+    return k
+
+
+def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Upload bytes -> 8-bit RGB image; 413 over the pixel limit, 415 when not a decodable image."""
+    from remixformer.data.images import BadImageError, load_image
+
+    if not data:
+        raise ServingError(415, f"{name}: the file is empty", name)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:  # header only: size before any decoding
+            w, h = probe.size
+    except Image.DecompressionBombError:
+        raise ServingError(
+            413, f"{name}: image too large to decode (decompression bomb guard)", name
+        ) from None
+    except Exception:
+        raise ServingError(
+            415, f"{name}: not a decodable image (expected a JPEG, PNG, TIFF, BMP or WebP file)", name
+        ) from None
+    if w * h > max_pixels:
+        raise ServingError(
+            413,
+            f"{name}: image of {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} pixels",
+            name,
+        )
+    try:
+        return load_image(data, max_pixels=max_pixels)
+    except BadImageError as e:
+        raise ServingError(415, f"{name}: not a decodable image ({e.reason})", name) from None
+
+
+# --- the app ------------------------------------------------------------------------------------------
+class _SecurityHeaders:
+    """Pure ASGI middleware: ``nosniff`` everywhere, a strict CSP on the page and its files."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        page = path == "/" or path.startswith("/static/")
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if page:
+                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
+                    headers.append((b"referrer-policy", b"no-referrer"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _form_schema(predictor: Predictor) -> dict[str, Any]:
+    """OpenAPI schema of the multipart body for this model (shown on /docs)."""
+    props: dict[str, Any] = {}
+    for m in predictor.modalities:
+        if m in "CD":
+            key = LETTER_NAMES[m]
+            props[key] = {"type": "string", "format": "binary", "description": f"{key} image file"}
+    for f in predictor.metadata_fields():
+        if f["kind"] == "numeric":
+            props[f["name"]] = {
+                "type": "string",
+                "description": f"a number (binned at {f['bins']}) or one of the bin labels {f['values']}",
+            }
+        else:
+            props[f["name"]] = {"type": "string", "enum": f["values"]}
+            if f.get("description"):
+                props[f["name"]]["description"] = f["description"]
+    props["explain"] = {"type": "boolean", "default": False, "description": "return attention overlays"}
+    props["top_k"] = {"type": "integer", "default": 3, "minimum": 1}
+    return {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"type": "object", "properties": props}}},
+    }
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_image_pixels: int | None = None,
+    workers: int = 1,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    default_top_k: int = 3,
+) -> FastAPI:
+    """The service for one loaded predictor.
+
+    ``max_upload_bytes``: per image file. ``max_image_pixels``: width x height of a decoded image
+    (default: the predictor's). ``workers`` threads run decoding and inference; at most ``queue_size``
+    more requests wait for them, others get 503.
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    pixels = predictor.max_image_pixels if max_image_pixels is None else int(max_image_pixels)
+    if not 0 < pixels <= predictor.max_image_pixels:
+        raise ValueError(
+            f"max_image_pixels must be in 1..{predictor.max_image_pixels:,} (the predictor's limit), "
+            f"got {pixels:,}"
+        )
+    names = [f["name"] for f in predictor.metadata_fields()]
+    clash = sorted(set(names) & set(IMAGE_FIELDS + OPTION_FIELDS))
+    if clash:
+        raise ValueError(f"metadata field(s) {clash} clash with the form fields of /predict")
+    pool = InferencePool(workers=workers, queue_size=queue_size)
+    n_classes = len(predictor.tasks[0].classes)
+    default_top_k = max(1, min(default_top_k, n_classes))
+    image_fields = tuple(LETTER_NAMES[m] for m in predictor.modalities if m in "CD")
+    accepted = ", ".join(LETTER_NAMES[m] for m in predictor.modalities)
+    description = predictor.describe()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info(
+            "serving %s (%s, modalities %s): %d worker(s), queue %d, uploads up to %d bytes",
+            predictor.identity.get("file", "a model"),
+            predictor.identity.get("preset"),
+            predictor.modalities,
+            workers,
+            queue_size,
+            max_upload_bytes,
+        )
+        yield
+        pool.shutdown()
+
+    app = FastAPI(
+        title="RemixFormer++",
+        description=(
+            "Skin tumour diagnosis from a clinical photo, a dermoscopy image and patient metadata. "
+            + DISCLAIMER
+        ),
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.predictor = predictor
+    app.state.pool = pool
+    app.add_middleware(_SecurityHeaders)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        body = {"detail": exc.detail}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error; the service log has the details"}, status_code=500)
+
+    def parse_case(fields: dict[str, str], files: dict[str, bytes], query: dict[str, str]) -> CaseRequest:
+        case = CaseRequest(top_k=default_top_k)
+        unknown_query = sorted(set(query) - set(OPTION_FIELDS))
+        if unknown_query:
+            raise ServingError(
+                422, f"unknown query parameter(s) {unknown_query}; accepted: {list(OPTION_FIELDS)}"
+            )
+        options = {**query, **{k: v for k, v in fields.items() if k in OPTION_FIELDS}}
+        if "explain" in options:
+            case.explain = _flag("explain", options["explain"])
+        if "top_k" in options:
+            case.top_k = _top_k(options["top_k"], n_classes)
+        for key in files:
+            if key not in image_fields:
+                raise ServingError(
+                    422, f"{key}: the model was trained without {key} images; it takes {accepted}", key
+                )
+        case.images = dict(files)
+        for key in IMAGE_FIELDS:
+            if key in fields:
+                raise ServingError(422, f"{key}: expected an image file upload, got a text field", key)
+        meta = {k: v for k, v in fields.items() if k not in OPTION_FIELDS}
+        given = {k: v for k, v in meta.items() if not is_blank(v)}
+        if "M" not in predictor.modalities:
+            if meta:
+                name = sorted(meta)[0]
+                raise ServingError(
+                    422,
+                    f"{name}: unknown form field; the model was trained without metadata "
+                    f"(it takes {accepted})",
+                    name,
+                )
+        else:
+            try:
+                case.metadata_used = predictor.schema.validate(meta)
+            except ValueError as e:
+                bad = [k for k in meta if k not in predictor.schema]
+                bad += [
+                    k
+                    for k in meta
+                    if k in predictor.schema and predictor.schema[k].lookup(meta[k])[1] == "unseen"
+                ]
+                raise ServingError(422, str(e), bad[0] if bad else None) from None
+            case.metadata = meta
+        if not case.images and not given:
+            raise ServingError(400, f"empty request: give at least one of {accepted}")
+        return case
+
+    def run_case(case: CaseRequest) -> dict[str, Any]:
+        from remixformer.serving.overlays import make_overlays
+
+        start = time.perf_counter()
+        images = {k: decode_image(v, k, pixels) for k, v in case.images.items()}
+        try:
+            result = predictor.predict(
+                clinical=images.get("clinical"),
+                dermoscopy=images.get("dermoscopy"),
+                metadata=case.metadata,
+                top_k=case.top_k,
+                explain=case.explain,
+            )
+        except ValueError as e:  # anything the checks above did not catch
+            raise ServingError(422, str(e)) from None
+        body = result.to_dict()
+        if case.metadata_used is not None:
+            body["metadata_used"] = case.metadata_used
+        if case.explain:
+            overlays = make_overlays(result.explanation, predictor.input_sizes, **images)
+            body["overlays"] = [o.to_dict() for o in overlays]
+        body["model"] = {k: predictor.identity.get(k) for k in ("file", "sha256", "preset")}
+        body["seconds"] = round(time.perf_counter() - start, 4)
+        body["disclaimer"] = DISCLAIMER
+        return body
+
+    # --- routes -------------------------------------------------------------------------------------
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness: the model is loaded; the pool's load."""
+        return {"status": "ok", "model": predictor.identity.get("sha256"), "pool": pool.stats()}
+
+    @app.get("/model", tags=["service"])
+    def model_info() -> dict[str, Any]:
+        """Labels, tasks, modalities, metadata fields with allowed values, input sizes, checkpoint, limits."""
+        return {
+            **description,
+            "image_fields": list(image_fields),
+            "limits": {
+                "max_upload_bytes": max_upload_bytes,
+                "max_image_pixels": pixels,
+                "workers": workers,
+                "queue_size": queue_size,
+            },
+            "disclaimer": DISCLAIMER,
+        }
+
+    @app.post(
+        "/predict",
+        tags=["prediction"],
+        response_model=PredictionBody,
+        openapi_extra={"requestBody": _form_schema(predictor)},
+        responses={
+            400: {"model": ErrorBody, "description": "empty request or malformed body"},
+            413: {
+                "model": ErrorBody,
+                "description": "file over the upload limit or image over the pixel limit",
+            },
+            415: {
+                "model": ErrorBody,
+                "description": "not multipart, or a file that is not a decodable image",
+            },
+            422: {"model": ErrorBody, "description": "unknown field or value, or an untrained modality"},
+            503: {"model": ErrorBody, "description": "queue full; see the Retry-After header"},
+        },
+    )
+    async def predict(request: Request) -> JSONResponse:
+        """One case: any subset of the model's modalities. Returns probabilities, top-k and, with
+        ``explain=true``, attention overlays (PNG data URLs)."""
+        try:
+            slot = pool.slot()
+        except QueueFull as e:
+            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+        try:
+            form = await read_form(
+                request.headers.get("content-type"),
+                request.stream(),
+                max_file_bytes=max_upload_bytes,
+                file_fields=IMAGE_FIELDS,
+            )
+            case = parse_case(
+                form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params)
+            )
+        except UploadError as e:
+            slot.release()
+            raise ServingError(e.status, e.detail, e.field) from None
+        except BaseException:
+            slot.release()
+            raise
+        body = await slot.run(run_case, case)
+        return JSONResponse(body)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
