@@ -51,12 +51,13 @@ class CasePrediction:
 
 def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
     """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes)."""
-    from remixformer.data.images import load_image, to_rgb8
+    from remixformer.data.images import BadImageError, load_image, to_rgb8
 
     if isinstance(image, (str, Path, bytes)):
-        return load_image(
-            image if not isinstance(image, str) else Path(image), max_pixels=max_pixels, case_id=name
-        )
+        try:
+            return load_image(image if not isinstance(image, str) else Path(image), max_pixels=max_pixels)
+        except BadImageError as e:
+            raise BadImageError(f"{name} image {e.path}", e.reason) from None
     if isinstance(image, Image.Image):
         if image.width * image.height > max_pixels:
             raise ValueError(
