@@ -2,7 +2,7 @@
 
     python benchmarks/pretrain_speed.py                   # both settings, a few steps each
     python benchmarks/pretrain_speed.py --quick           # a smoke run (1 step each, small batches)
-    python benchmarks/pretrain_speed.py --paper-batch 8 --small-batch 64 --steps 5 --threads 2
+    python benchmarks/pretrain_speed.py --paper-batch 8 --small-batch 64 --steps 5 --threads 1,2
 
 One step is what ``remixformer pretrain`` does per batch: teacher forward on the 2 global views, student
 forward on the global and local views, DINO loss with the centre update, backward, DINO's per-tensor
@@ -14,8 +14,8 @@ process with one thread, as in a DataLoader worker).
 - small: ``configs/pretrain/dino_small_cpu.yaml``: remixformer_small's ViT (width 64, depth 3, patch 8),
   2 x 64^2 + 4 x 24^2 views, head K = 4096
 
-Prints a table and the ratio small/paper, writes benchmarks/results/pretrain_speed.json
-(pretrain_speed-quick.json with --quick).
+Each thread count (default: 1 and all cores) gets a table and the ratio small/paper in the same run;
+writes benchmarks/results/pretrain_speed.json (pretrain_speed-quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -110,36 +110,19 @@ def measure_augment(cfg: PretrainConfig, n: int) -> float:
         torch.set_num_threads(threads)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--paper-batch", type=int, default=4, help="windows per step at the paper's sizes")
-    p.add_argument("--small-batch", type=int, default=64, help="windows per step at the small preset's sizes")
-    p.add_argument("--steps", type=int, default=3, help="measured steps (the median is reported)")
-    p.add_argument("--warmup", type=int, default=1, help="unmeasured steps first")
-    p.add_argument("--augment-windows", type=int, default=20, help="windows for the augmentation figure")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
-    p.add_argument("--quick", action="store_true", help="a smoke run: 1 step, batches 1 and 8")
-    p.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/...)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.paper_batch, args.small_batch, args.steps, args.warmup, args.augment_windows = 1, 8, 1, 0, 4
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = args.out or ROOT / "benchmarks" / "results" / f"pretrain_speed{'-quick' if args.quick else ''}.json"
+def run_setting(name: str, batch: int, args: argparse.Namespace) -> dict:
+    cfg = config(name)
+    print(f"{name}: {batch} windows per step, {torch.get_num_threads()} thread(s) ...", flush=True)
+    row = measure_step(cfg, batch, args.steps, args.warmup)
+    row["augment_windows_per_s_1proc"] = round(measure_augment(cfg, args.augment_windows), 2)
+    row["config"] = str(CONFIGS[name].relative_to(ROOT))
+    return row
 
-    rows = {}
-    for name, batch in (("paper", args.paper_batch), ("small", args.small_batch)):
-        cfg = config(name)
-        print(f"{name}: {batch} windows per step ...", flush=True)
-        row = measure_step(cfg, batch, args.steps, args.warmup)
-        row["augment_windows_per_s_1proc"] = round(measure_augment(cfg, args.augment_windows), 2)
-        row["config"] = str(CONFIGS[name].relative_to(ROOT))
-        rows[name] = row
 
-    ratio = rows["small"]["windows_per_s"] / rows["paper"]["windows_per_s"]
+def print_table(threads: int, rows: dict, ratio: float) -> None:
     header = (
-        f"{'setting':<8}{'views/window':>14}{'batch':>7}{'step s':>9}{'windows/s':>11}{'views/s':>10}"
-        f"{'augment win/s':>15}"
+        f"{'setting':<8}{'threads':>8}{'views/window':>14}{'batch':>7}{'step s':>9}{'windows/s':>11}"
+        f"{'views/s':>10}{'augment win/s':>15}"
     )
     print()
     print(header)
@@ -147,10 +130,49 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         views = f"2x{r['global_size']}+{r['views_per_window'] - 2}x{r['local_size']}"
         print(
-            f"{name:<8}{views:>14}{r['batch_windows']:>7}{r['step_s']:>9.3f}{r['windows_per_s']:>11.2f}"
-            f"{r['views_per_s']:>10.1f}{r['augment_windows_per_s_1proc']:>15.1f}"
+            f"{name:<8}{threads:>8}{views:>14}{r['batch_windows']:>7}{r['step_s']:>9.3f}"
+            f"{r['windows_per_s']:>11.2f}{r['views_per_s']:>10.1f}{r['augment_windows_per_s_1proc']:>15.1f}"
         )
-    print(f"\nsmall / paper windows per second: {ratio:.1f}x")
+    print(f"small / paper windows per second ({threads} thread(s)): {ratio:.1f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--paper-batch", type=int, default=4, help="windows per step at the paper's sizes")
+    p.add_argument("--small-batch", type=int, default=64, help="windows per step at the small preset's sizes")
+    p.add_argument("--steps", type=int, default=3, help="measured steps (the median is reported)")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured steps first")
+    p.add_argument("--augment-windows", type=int, default=20, help="windows for the augmentation figure")
+    p.add_argument(
+        "--threads", default=f"1,{os.cpu_count()}", help="comma-separated torch thread counts to measure"
+    )
+    p.add_argument("--quick", action="store_true", help="a smoke run: 1 step, batches 1 and 8, 1 thread")
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/...)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.paper_batch, args.small_batch, args.steps, args.warmup, args.augment_windows = 1, 8, 1, 0, 4
+        args.threads = "1"
+    thread_counts = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    out = args.out or ROOT / "benchmarks" / "results" / f"pretrain_speed{'-quick' if args.quick else ''}.json"
+
+    runs = []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        rows = {
+            "paper": run_setting("paper", args.paper_batch, args),
+            "small": run_setting("small", args.small_batch, args),
+        }
+        ratio = rows["small"]["windows_per_s"] / rows["paper"]["windows_per_s"]
+        print_table(threads, rows, ratio)
+        runs.append(
+            {
+                "torch_threads": threads,
+                "load_average_1min_before": load_before,
+                "results": rows,
+                "ratio_small_over_paper_windows_per_s": round(ratio, 2),
+            }
+        )
 
     result = {
         "benchmark": "DINO pretraining step (teacher + student forward, loss, backward, clip, AdamW, EMA)",
@@ -158,15 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "device": "cpu",
+            "note": "shared machine: others' load (load_average_1min_before) slows multi-thread runs",
         },
         "quick": args.quick,
         "steps": args.steps,
         "warmup": args.warmup,
-        "results": rows,
-        "ratio_small_over_paper_windows_per_s": round(ratio, 2),
+        "runs": runs,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from remixformer.config import deep_merge, from_dict, parse_overrides
@@ -18,6 +19,15 @@ TINY = {  # remixformer_tiny's T_phi1 (width 16, depth 1, patch 8) on 32^2 windo
     "dino": {"warmup_teacher_temp_epochs": 1},
     "trainer": {"progress_bar": False, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
 }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from several threads, and on a shared machine they wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_images(root: Path, n: int = 12, size: int = 64, seed: int = 0, vignette: bool = True) -> Path:

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from remixformer import create_model
+from remixformer.config import resolve
 from remixformer.models.dermoscopy import WindowEncoder
 from remixformer.models.registry import resolve_config
 from remixformer.models.weights import WeightLoadError
@@ -14,6 +15,7 @@ from remixformer.pretrain.config import resolve_sizes
 from remixformer.pretrain.export import export_backbone, read_export_info
 from remixformer.pretrain.heads import DINOHead
 from remixformer.pretrain.meta_arch import DINOMetaArch, build_backbone
+from remixformer.training.config import RunConfig
 
 SMALL_HEAD = {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}
 
@@ -122,3 +124,13 @@ def test_export_loads_strictly_into_the_dermoscopy_branch(preset, tiny_cfg, tmp_
     for k, v in backbone.state_dict().items():
         assert torch.equal(vit.state_dict()[k], v), k
     assert len(model.load_reports["window_encoder"].loaded) == len(backbone.state_dict())
+    # a supervised run config names the file (training.run.build_model_for passes these fields on)
+    run = resolve(RunConfig, [], [f"model.preset={preset}", f"model.window_encoder_weights={path}"])
+    again = create_model(
+        run.model.preset,
+        "D",
+        tasks=2,
+        window_encoder_weights=run.model.window_encoder_weights,
+        dermoscopy=run.model.dermoscopy,
+    )
+    torch.testing.assert_close(again.branches["D"].window_encoder.vit.pos_embed, backbone.pos_embed)
