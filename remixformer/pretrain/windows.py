@@ -41,21 +41,35 @@ NATIVE, TILE = "native", "tile"
 MAX_DRAWS_PER_CROP = 8  # native crops: positions tried per wanted window before giving up
 
 
-def discover_images(folders: Sequence[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:
-    """Image files under ``folders`` (recursively, sorted, case-insensitive extensions, no duplicates)."""
+def find_images(folders: Sequence[str | os.PathLike], extensions: Sequence[str]) -> dict[Path, str]:
+    """Image files under ``folders`` (recursively, case-insensitive extensions, symbolic links followed
+    once) -> their path relative to the folder they were found in (the key of their random draws, so
+    the draws do not depend on where the archive lies)."""
     if not folders:
         raise ValueError("no image folders given (--images DIR [DIR ...] or windows.images in the config)")
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
-    found: set[Path] = set()
+    found: dict[Path, str] = {}
     for folder in folders:
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise ValueError(f"image folder not found: {root}")
-        for dirpath, _, names in os.walk(root, followlinks=True):
+        seen: set[str] = set()
+        for dirpath, dirnames, names in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a link back up the tree
+                dirnames[:] = []
+                continue
+            seen.add(real)
             for n in names:
                 if Path(n).suffix.lower() in exts and not n.startswith("."):
-                    found.add(Path(dirpath, n).resolve())
-    return sorted(found)
+                    path = Path(dirpath, n)
+                    found.setdefault(path.resolve(), path.relative_to(root).as_posix())
+    return found
+
+
+def discover_images(folders: Sequence[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:
+    """Image files under ``folders`` (recursively, sorted, absolute, no duplicates)."""
+    return sorted(find_images(folders, extensions))
 
 
 def background_mask(img: Image.Image, factor: int, dark: int, bright: int) -> np.ndarray:
@@ -85,8 +99,9 @@ class ImagePlan:
     error: str | None = None
 
 
-def plan_image(path: str | Path, cfg: WindowsConfig, seed: int = 0) -> ImagePlan:
-    """Read one image and decide its windows (``cfg`` with resolved sizes)."""
+def plan_image(path: str | Path, cfg: WindowsConfig, seed: int = 0, key: str | None = None) -> ImagePlan:
+    """Read one image and decide its windows (``cfg`` with resolved sizes). ``key`` names the image in
+    its random draws (default: the path)."""
     w = int(cfg.window_size)
     plan = ImagePlan(str(path))
     try:
@@ -95,7 +110,7 @@ def plan_image(path: str | Path, cfg: WindowsConfig, seed: int = 0) -> ImagePlan
         plan.error = e.reason
         return plan
     W, H = img.size
-    rng = np.random.default_rng(zlib.crc32(f"{seed}:{path}".encode()))
+    rng = np.random.default_rng(zlib.crc32(f"{seed}:{key or path}".encode()))
     factor = max(1, w // 16)  # the mask holds at least 16 x 16 values per window
     check = cfg.max_background_fraction < 1.0
     if rng.random() < cfg.native_fraction and min(W, H) >= w and cfg.native_crops_per_image > 0:
@@ -135,7 +150,7 @@ def plan_image(path: str | Path, cfg: WindowsConfig, seed: int = 0) -> ImagePlan
     return plan
 
 
-def _plan_star(args: tuple[str, WindowsConfig, int]) -> ImagePlan:
+def _plan_star(args: tuple[str, WindowsConfig, int, str]) -> ImagePlan:
     return plan_image(*args)
 
 
@@ -226,11 +241,12 @@ class WindowIndex:
 
 def build_index(cfg: WindowsConfig, seed: int = 0) -> WindowIndex:
     """Discover the images of ``cfg.images``, read each once, and list their windows (see module doc)."""
-    files = discover_images(cfg.images, cfg.extensions)
+    found = find_images(cfg.images, cfg.extensions)
+    files = sorted(found)
     if not files:
         raise ValueError(f"no images with extensions {cfg.extensions} under {list(cfg.images)}")
     log.info("reading %d images to plan %d^2 windows", len(files), cfg.window_size)
-    jobs = [(str(f), cfg, seed) for f in files]
+    jobs = [(str(f), cfg, seed, found[f]) for f in files]
     if cfg.scan_workers > 0 and len(files) > 1:
         with ProcessPoolExecutor(cfg.scan_workers) as pool:
             plans = list(pool.map(_plan_star, jobs, chunksize=max(1, len(jobs) // (8 * cfg.scan_workers))))
@@ -301,7 +317,7 @@ class WindowDataset(Dataset):
         return img.crop((left, top, left + w, top + w))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        for attempt in range(len(self)):  # a file that became unreadable: take the next window
+        for attempt in range(min(len(self), 64)):  # a file that became unreadable: take the next window
             j = (i + attempt) % len(self)
             try:
                 window = self.load_window(j)
@@ -309,7 +325,7 @@ class WindowDataset(Dataset):
             except BadImageError as e:
                 log.warning("window %d skipped: %s", j, e)
         else:
-            raise ValueError("no readable window left in the index")
+            raise ValueError(f"windows {i} to {j}: none of their images can be read any more")
         g, loc = self.transform(window, item_seed(self.seed, self.epoch, i))
         return {"global": g, "local": loc, "index": torch.tensor(i)}
 

@@ -1,6 +1,8 @@
 """Image discovery, window planning (native crops, tiles, large images, background filter), the index
 file and the data set's per-(seed, epoch, index) views."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,26 @@ def test_views_depend_only_on_seed_epoch_and_index(image_dir, tiny_cfg):
     assert len(loader) == len(ds) // 8  # incomplete batches dropped
     with pytest.raises(ValueError, match="lower optim.batch_size"):
         make_loader(ds, 1000, seed=0)
+
+
+def test_draws_do_not_depend_on_where_the_archive_lies(image_dir, tiny_cfg, tmp_path):
+    moved = shutil.copytree(image_dir, tmp_path / "moved")
+    (moved / "part0" / "loop").symlink_to(moved, target_is_directory=True)  # followed once, no cycle
+    a = build_index(
+        resolve_sizes(tiny_cfg(windows={"images": [str(image_dir)], "native_fraction": 0.5})).windows
+    )
+    b = build_index(resolve_sizes(tiny_cfg(windows={"images": [str(moved)], "native_fraction": 0.5})).windows)
+    assert len(a) == len(b) and a.info["native_windows"] == b.info["native_windows"] > 0
+    assert [a.window(i)[1:] for i in range(len(a))] == [b.window(i)[1:] for i in range(len(b))]
+
+
+def test_an_image_unreadable_after_indexing_gives_the_next_window(tmp_path, tiny_cfg, caplog):
+    rng = np.random.default_rng(2)
+    for name in ("a.png", "b.png"):
+        _save(tmp_path / "imgs" / name, rng.integers(60, 200, (64, 64, 3)))
+    cfg = resolve_sizes(tiny_cfg(windows={"images": [str(tmp_path / "imgs")]}))
+    ds = WindowDataset(build_index(cfg.windows), MultiCrop(cfg.crops))
+    (tmp_path / "imgs" / "a.png").unlink()
+    with caplog.at_level("WARNING"):
+        item = ds[0]
+    assert item["global"].shape == (2, 3, 32, 32) and "a.png" in caplog.text
