@@ -4,7 +4,10 @@ dermoscopy images (labels not needed); exports the teacher backbone as T_phi1 we
 Examples:
   remixformer pretrain --images archive/ isic2019/ --config configs/pretrain/dino_paper.yaml
   remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml optim.epochs=5 --images data/derm
-  remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml --run-dir runs/pretrain/dino_small --resume
+  remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml --run-dir runs/pretrain/dino_small_cpu --resume
+
+The teacher backbone is written to <run dir>/teacher_backbone.safetensors after every epoch; train with
+model.window_encoder_weights: <that file> and the same model preset. See docs/pretraining.md.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-
-from remixformer.cli.common import add_config_args
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
@@ -32,7 +33,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="folders of JPEG/PNG dermoscopy images, searched recursively (or windows.images)",
     )
-    add_config_args(p)
+    p.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config, e.g. configs/pretrain/dino_paper.yaml (repeatable; `base:` chains allowed)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="overrides of config keys, e.g. optim.epochs=20 backbone.init_weights=null "
+        "(also accepted after --images)",
+    )
     p.add_argument("--run-dir", help="run directory (default: <output_dir>/<name>)")
     p.add_argument(
         "--resume",
