@@ -295,9 +295,9 @@ def create_app(
                 )
         case.images = dict(files)
         for key in IMAGE_FIELDS:
-            if key in fields:
+            if not is_blank(fields.get(key)):
                 raise ServingError(422, f"{key}: expected an image file upload, got a text field", key)
-        meta = {k: v for k, v in fields.items() if k not in OPTION_FIELDS}
+        meta = {k: v for k, v in fields.items() if k not in OPTION_FIELDS + IMAGE_FIELDS}
         given = {k: v for k, v in meta.items() if not is_blank(v)}
         if "M" not in predictor.modalities:
             if meta:

@@ -79,13 +79,14 @@ function buildMetadataInputs(model) {
     let input;
     if (field.kind === "numeric") {
       input = el("input", { type: "number", step: "any", id: `meta-${field.name}`, name: field.name });
-      input.placeholder = `bins: ${field.values.join(", ")}`;
+      input.placeholder = field.description ? `a number (${field.description})` : "a number";
+      input.title = `binned as ${field.values.join(", ")}`;
     } else {
       input = el("select", { id: `meta-${field.name}`, name: field.name });
       input.append(el("option", { value: "" }, "(unknown)"));
       for (const v of field.values) input.append(el("option", { value: v }, v));
     }
-    if (field.description) label.title = field.description;
+    if (field.description && field.kind !== "numeric") label.title = field.description;
     label.append(input);
     box.append(label);
   }
