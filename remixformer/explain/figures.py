@@ -80,7 +80,7 @@ def _grid_lines(ax: Any, grid: tuple[int, int], original: tuple[int, int], colou
         ax.axvline(c * W / grid[1], color=colour, lw=0.6, alpha=0.7)
 
 
-def _annotate_grid(ax: Any, values: np.ndarray, original: tuple[int, int], fmt: str = "{:.2f}") -> None:
+def _annotate_grid(ax: Any, values: np.ndarray, original: tuple[int, int], fmt: str = "{:.3g}") -> None:
     """Write each cell's value at its centre (only for grids small enough to stay readable)."""
     gh, gw = values.shape
     if gh * gw > 256:
@@ -136,7 +136,7 @@ def plot_clinical(
     boxes = maps.boxes_in(original)
     scores = maps.scores
     flat = scores.reshape(-1)
-    labels = [f"#{k + 1} {flat[c]:.2f}" for k, c in enumerate(maps.cells)]
+    labels = [f"#{k + 1} {flat[c]:.3g}" for k, c in enumerate(maps.cells)]
     vmin, vmax = float(np.nanmin(scores)), float(np.nanmax(scores))
     if vmax <= vmin:
         vmax = vmin + 1e-6
