@@ -324,6 +324,13 @@ def compare_readers(
     if cls is not None and cls not in classes:
         raise ValueError(f"--class {cls!r} is not one of the model's classes {classes}")
     row_of = {c: i for i, c in enumerate(preds.case_ids)}
+    missing = [a for a in study.answers if a.case_id not in row_of]
+    if missing:
+        a = missing[0]
+        raise ReaderFileError(
+            f"{study.source}: line {a.line}, column 'case_id': unknown case id {a.case_id!r} "
+            f"(not among the model's predictions; {len(missing)} answer(s) in all)"
+        )
     y_all, p_all = preds.targets[task.name], preds.probs[task.name]
     pred_all = M.predicted_labels(p_all)
     notes: list[str] = []

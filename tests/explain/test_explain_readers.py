@@ -107,6 +107,12 @@ def test_reader_csv_rejects_malformed_rows_naming_the_row(tmp_path, lines, line,
     assert what in message
 
 
+def test_answers_on_cases_the_predictions_lack_are_rejected_when_comparing(tmp_path):
+    study = read_reader_csv(_write(tmp_path / "r.csv", [*GOOD, "r3,resident,c77,NEV"]), CLASSES)
+    with pytest.raises(ReaderFileError, match="line 10, column 'case_id': unknown case id 'c77'"):
+        compare_readers(_predictions(), study)
+
+
 def test_reader_csv_rejects_an_empty_file_and_one_without_answers(tmp_path):
     with pytest.raises(ReaderFileError, match="empty file"):
         read_reader_csv(_write(tmp_path / "a.csv", []), CLASSES)
