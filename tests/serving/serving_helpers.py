@@ -37,7 +37,7 @@ def png_bytes(w=80, h=60, seed=0, fmt="PNG"):
 @contextmanager
 def running(app):
     """``app`` served by uvicorn on a free local port in a thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY as uvicorn
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
