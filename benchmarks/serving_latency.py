@@ -1,7 +1,7 @@
 """Latency of one CDM case through the Python API and through the web service, and batch-scoring
 throughput, at the paper preset and the small preset (untrained weights: speed does not depend on them).
 
-    python benchmarks/serving_latency.py                       # both presets (~6-8 min on 2 cores)
+    python benchmarks/serving_latency.py                       # both presets (~5 min on 2 cores)
     python benchmarks/serving_latency.py --quick               # a smoke run (tiny preset, ~1 min)
     python benchmarks/serving_latency.py --presets small --repeats-small 30 --batch-cases-small 64
 
@@ -16,10 +16,11 @@ files for every preset. Rows:
 - ``batch``: ``score_manifest`` over a manifest of N such cases (distinct files), batched; cases per
   second over the whole call (reading the manifest, decoding, inference, writing the CSV).
 
-p50/p95 over ``--repeats-*`` timed calls after ``--warmup`` untimed ones. Ratios of the same run: HTTP
-over API (the service's overhead), paper over small, and batch throughput over one-at-a-time API
-throughput (1 / p50). Prints a table; writes benchmarks/results/serving_latency.json
-(serving_latency-quick.json with --quick).
+p50/p95 over ``--repeats-*`` timed calls per path after ``--warmup`` untimed ones; the paths take turns
+(api, http, api+explain, http+explain, api, ...) so that a change in the machine's load hits them
+alike. Ratios of the same run: HTTP over API (the service's overhead), paper over small, and batch
+throughput over one-at-a-time API throughput (1 / p50). Prints a table; writes
+benchmarks/results/serving_latency.json (serving_latency-quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -89,14 +90,17 @@ def percentiles(times: list[float]) -> dict[str, float]:
     }
 
 
-def timed(fn, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
+def timed_interleaved(paths: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Each path called in turn, ``repeats`` rounds: a change of machine load hits every path alike."""
+    for fn in paths.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
     return times
 
 
@@ -143,19 +147,12 @@ def bench_preset(preset: str, repeats: int, warmup: int, batch_cases: int, batch
     n_params = sum(p.numel() for p in predictor.model.parameters())
     photo, derm = jpeg(smooth_image(PHOTO_SIZE, 1)), jpeg(smooth_image(DERM_SIZE, 2))
     rows: dict[str, dict] = {}
-
-    def api(explain_maps: bool = False):
-        return predictor.predict(clinical=photo, dermoscopy=derm, metadata=METADATA, explain=explain_maps)
-
-    print(f"[{preset}] api ...", flush=True)
-    rows["api"] = percentiles(timed(api, repeats, warmup))
-    if explain:
-        print(f"[{preset}] api+explain ...", flush=True)
-        rows["api+explain"] = percentiles(timed(lambda: api(True), repeats, warmup))
-
     app = create_app(predictor, workers=1, queue_size=4)
     files = {"clinical": ("photo.jpg", photo, "image/jpeg"), "dermoscopy": ("derm.jpg", derm, "image/jpeg")}
     with Server(app) as url, httpx.Client(base_url=url, timeout=600) as client:
+
+        def api(explain_maps: bool = False):
+            return predictor.predict(clinical=photo, dermoscopy=derm, metadata=METADATA, explain=explain_maps)
 
         def http(explain_maps: bool = False):
             r = client.post(
@@ -165,14 +162,13 @@ def bench_preset(preset: str, repeats: int, warmup: int, batch_cases: int, batch
                 raise RuntimeError(f"POST /predict answered {r.status_code}: {r.text}")
             return r
 
-        print(f"[{preset}] http ...", flush=True)
-        rows["http"] = percentiles(timed(http, repeats, warmup))
+        paths = {"api": api, "http": http}
         if explain:
-            print(f"[{preset}] http+explain ...", flush=True)
-            rows["http+explain"] = percentiles(timed(lambda: http(True), repeats, warmup))
-            answer_kib = len(http(True).content) / 1024
-        else:
-            answer_kib = None
+            paths.update({"api+explain": lambda: api(True), "http+explain": lambda: http(True)})
+        print(f"[{preset}] {', '.join(paths)}: {warmup} + {repeats} calls each, interleaved ...", flush=True)
+        times = timed_interleaved(paths, repeats, warmup)
+        rows.update({name: percentiles(t) for name, t in times.items()})
+        answer_kib = len(http(True).content) / 1024 if explain else None
 
     print(f"[{preset}] batch of {batch_cases} ...", flush=True)
     data = work / f"cases_{preset}"
@@ -244,7 +240,7 @@ def print_table(results: dict[str, dict], rat: dict[str, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["paper", "small"], choices=["paper", "small", "tiny"])
-    p.add_argument("--repeats-paper", type=int, default=5)
+    p.add_argument("--repeats-paper", type=int, default=8)
     p.add_argument("--repeats-small", type=int, default=20)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch-cases-paper", type=int, default=4)

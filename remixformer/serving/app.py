@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from remixformer.data.schema import is_blank
 from remixformer.serving.pool import InferencePool, QueueFull
@@ -410,6 +411,9 @@ def create_app(
         except UploadError as e:
             slot.release()
             raise ServingError(e.status, e.detail, e.field) from None
+        except ClientDisconnect:
+            slot.release()
+            raise ServingError(400, "the client went away before its request was read") from None
         except BaseException:
             slot.release()
             raise
