@@ -129,132 +129,111 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
 
 Forward = Callable[["torch.Tensor"], "torch.Tensor"]  # images (B, 3, S, S) -> logits (B, n)
 
+# timm models shrunk for --quick (CI smoke runs): the same families, a few thousand parameters
+_TINY_TIMM = {
+    "vit_small_patch16_224": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+    "swin_tiny_patch4_window7_224": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2)},
+}
+_SECTIONS = {"C": "clinical", "D": "dermoscopy"}
+
 
 @dataclass(frozen=True)
 class BenchModel:
-    """One model of the table: how to build it at an image size, and how many pixels it holds at once.
-
-    ``pixels_in_flight(size, batch, scale)`` is the number of input pixels whose activations are in
-    memory together during a step; the memory check scales a measured row by it (see
-    :func:`predict_peak`). Whole-image models hold every pixel; Ours-C holds its global copy and its
-    crops, whatever the photo's size; Ours-D holds one chunk of windows (recomputed in backward) and
-    one vector per window.
-    """
+    """One model of the table. ``arch``: a modality letter of ours (built from the ``remixformer_paper``
+    preset, ``remixformer_tiny`` at the tiny scale, with the image size and ``overrides`` of its config
+    section) or a timm model name (built at ``img_size=S``)."""
 
     key: str
     label: str
     description: str
-    build: Callable[[int, int, str], tuple[torch.nn.Module, Forward]]
-    pixels_in_flight: Callable[[int, int, str], int]
+    arch: str
+    overrides: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def ours(self) -> bool:
+        return self.arch in _SECTIONS
 
-def _preset(scale: str) -> str:
-    return "remixformer_tiny" if scale == "tiny" else "remixformer_paper"
+    def _model_args(self, size: int, scale: str) -> dict[str, Any]:
+        preset = "remixformer_tiny" if scale == "tiny" else "remixformer_paper"
+        section = {"image_size": size, **self.overrides}
+        return {"name": preset, "modalities": self.arch, _SECTIONS[self.arch]: section}
 
+    def config(self, size: int, scale: str):
+        from remixformer.models.registry import resolve_config
 
-def _ours_config(letter: str, size: int, scale: str):
-    from remixformer.models.registry import resolve_config
+        return resolve_config(**self._model_args(size, scale))
 
-    section = "clinical" if letter == "C" else "dermoscopy"
-    return resolve_config(_preset(scale), modalities=letter, **{section: {"image_size": size}})
+    def build(self, size: int, num_classes: int, scale: str) -> tuple[torch.nn.Module, Forward]:
+        """The model, random-initialised, and its forward from images to diagnosis logits."""
+        if not self.ours:
+            import timm
 
-
-def _ours(letter: str, **overrides: Any) -> Callable[[int, int, str], tuple[torch.nn.Module, Forward]]:
-    def build(size: int, num_classes: int, scale: str) -> tuple[torch.nn.Module, Forward]:
+            kwargs = dict(_TINY_TIMM[self.arch]) if scale == "tiny" else {}
+            # img_size is all timm needs: patch and position embeddings follow it, and Swin keeps its 7x7
+            # windows, padding each stage's grid up to a multiple of 7 as the original Swin does.
+            model = timm.create_model(self.arch, img_size=size, num_classes=num_classes, **kwargs)
+            return model, model
         from remixformer import keys
         from remixformer.models.registry import create_model
 
-        section = "clinical" if letter == "C" else "dermoscopy"
-        model = create_model(
-            _preset(scale),
-            modalities=letter,
-            tasks=num_classes,
-            **{section: {"image_size": size, **overrides.get(section, {})}},
-        )
-        key = keys.CLINICAL if letter == "C" else keys.DERMOSCOPY
+        model = create_model(**self._model_args(size, scale), tasks=num_classes)
+        key = keys.CLINICAL if self.arch == "C" else keys.DERMOSCOPY
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return model({key: x})[keys.LOGITS]["diag"]
 
         return model, forward
 
-    return build
-
-
-def _clinical_pixels(size: int, batch: int, scale: str) -> int:
-    c = _ours_config("C", size, scale).clinical
-    crops = c.num_samples or c.num_crops  # training samples N cells
-    return batch * (c.global_size**2 + crops * c.crop_size**2)
-
-
-def _dermoscopy_pixels(size: int, batch: int, scale: str) -> int:
-    d = _ours_config("D", size, scale).dermoscopy
-    windows = batch * (size // d.window_size) ** 2
-    # one chunk recomputed at a time, plus the image and the window embeddings (a few bytes per pixel)
-    return min(windows, d.window_chunk_size) * d.window_size**2 + batch * size**2 // 64
-
-
-def _whole_image_pixels(size: int, batch: int, scale: str) -> int:
-    return batch * size * size
-
-
-# timm models shrunk for --quick (CI smoke runs): same families, a few thousand parameters
-_TINY_TIMM = {
-    "vit_small_patch16_224": {"embed_dim": 32, "depth": 2, "num_heads": 2},
-    "swin_tiny_patch4_window7_224": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2)},
-}
-
-
-def _timm(name: str) -> Callable[[int, int, str], tuple[torch.nn.Module, Forward]]:
-    def build(size: int, num_classes: int, scale: str) -> tuple[torch.nn.Module, Forward]:
-        import timm
-
-        kwargs = dict(_TINY_TIMM[name]) if scale == "tiny" else {}
-        # img_size is all timm needs: the patch embedding and position embedding follow it, and Swin keeps
-        # its 7x7 windows, padding each stage's grid up to a multiple of 7 (as the original Swin does).
-        model = timm.create_model(name, img_size=size, num_classes=num_classes, **kwargs)
-        return model, model
-
-    return build
+    def pixels_in_flight(self, size: int, batch: int, scale: str) -> int:
+        """Input pixels whose activations are in memory together during a step: what the memory check
+        scales a measured row by (:func:`predict_peak`). A whole-image model holds every pixel; Ours-C its
+        global copy and its crops, whatever the photo's size; Ours-D one chunk of windows (recomputed in
+        backward), plus the image and one vector per window."""
+        if not self.ours:
+            return batch * size * size
+        cfg = self.config(size, scale)
+        if self.arch == "C":
+            c = cfg.clinical
+            return batch * (c.global_size**2 + (c.num_samples or c.num_crops) * c.crop_size**2)
+        d = cfg.dermoscopy
+        windows = batch * (size // d.window_size) ** 2
+        in_flight = min(windows, d.window_chunk_size) if d.checkpoint_windows else windows
+        return in_flight * d.window_size**2 + batch * size**2 // 64
 
 
 MODELS: dict[str, BenchModel] = {
     m.key: m
     for m in (
-        BenchModel(
-            "ours_c",
-            "Ours-C",
-            "remixformer_paper, modalities C: the photo at S^2, global copy 384^2, LSM crops 224^2",
-            _ours("C"),
-            _clinical_pixels,
-        ),
-        BenchModel(
-            "ours_d",
-            "Ours-D",
-            "remixformer_paper, modalities D: 256^2 windows, HRWE with checkpointed chunks",
-            _ours("D"),
-            _dermoscopy_pixels,
-        ),
-        BenchModel(
-            "vit_s16",
-            "ViT-S/16",
-            "timm vit_small_patch16_224 at img_size=S",
-            _timm("vit_small_patch16_224"),
-            _whole_image_pixels,
-        ),
+        BenchModel("ours_c", "Ours-C", "remixformer_paper C: photo S^2, global copy 384^2, crops 224^2", "C"),
+        BenchModel("ours_d", "Ours-D", "remixformer_paper D: 256^2 windows, HRWE, checkpointed chunks", "D"),
+        BenchModel("vit_s16", "ViT-S/16", "timm ViT-S/16 at img_size=S", "vit_small_patch16_224"),
         BenchModel(
             "swin_t",
             "Swin-T",
-            "timm swin_tiny_patch4_window7_224 at img_size=S (7x7 windows, padded grids)",
-            _timm("swin_tiny_patch4_window7_224"),
-            _whole_image_pixels,
+            "timm Swin-T at img_size=S (7x7 windows, padded grids)",
+            "swin_tiny_patch4_window7_224",
         ),
+        # variants beyond Table IX: the memory / time knobs of our branches
         BenchModel(
             "ours_c_ckpt",
             "Ours-C+ckpt",
-            "Ours-C with activation checkpointing of its Swin blocks (clinical.grad_checkpointing)",
-            _ours("C", clinical={"grad_checkpointing": True}),
-            _clinical_pixels,
+            "Ours-C, its Swin blocks checkpointed",
+            "C",
+            {"grad_checkpointing": True},
+        ),
+        BenchModel(
+            "ours_d_chunk4",
+            "Ours-D chunk 4",
+            "Ours-D, 4 windows per checkpointed chunk",
+            "D",
+            {"window_chunk_size": 4},
+        ),
+        BenchModel(
+            "ours_d_chunk1",
+            "Ours-D chunk 1",
+            "Ours-D, 1 window per checkpointed chunk",
+            "D",
+            {"window_chunk_size": 1},
         ),
     )
 }
@@ -607,8 +586,8 @@ def _row_summary(row: Row) -> str:
 # Report: ratios, targets, table, JSON
 # --------------------------------------------------------------------------------------------------
 
-# (ours, baseline) pairs whose ratios the report gives for every size and batch
-PAIRS = (("ours_d", "vit_s16"), ("ours_c", "swin_t"), ("ours_c_ckpt", "swin_t"))
+# The baseline each of our branches is compared with (the paper's Table IX pairs D with ViT-S, C with Swin-T)
+BASELINES = {"D": "vit_s16", "C": "swin_t"}
 
 
 @dataclass(frozen=True)
@@ -645,8 +624,10 @@ def _ratio(a: Row | None, b: Row | None, metric: str) -> float | None:
 
 def compute_ratios(rows: Sequence[Row]) -> list[dict[str, Any]]:
     out = []
+    pairs = [(r.model, BASELINES[MODELS[r.model].arch]) for r in rows if MODELS[r.model].ours]
+    pairs = list(dict.fromkeys(pairs))  # in table order, once each
     for size, batch in sorted({(r.size, r.batch) for r in rows}):
-        for ours, base in PAIRS:
+        for ours, base in pairs:
             a, b = _find(rows, ours, size, batch), _find(rows, base, size, batch)
             if a is None or b is None:
                 continue
