@@ -55,6 +55,7 @@ class ClinicalBranch(nn.Module):
             ref_size=cfg.ref_size,
             mlp_ratio=cfg.mlp_ratio,
             drop_path_rate=cfg.drop_path_rate,
+            conv_stem=cfg.conv_stem,
         )
         dim = self.global_encoder.num_features
         n = len(cfg.depths)

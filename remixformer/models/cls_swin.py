@@ -26,6 +26,7 @@ from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from remixformer.layers.stem import ConvStemPatchEmbed
 from remixformer.layers.windows import (
     relative_position_bias,
     shifted_window_mask,
@@ -247,6 +248,7 @@ class CLSSwinEncoder(nn.Module):
         ref_size: int = 224,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        conv_stem: bool = False,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
@@ -256,7 +258,8 @@ class CLSSwinEncoder(nn.Module):
         dims = [embed_dim * 2**i for i in range(self.num_stages)]
         self.dims = dims
         self.num_features = dims[-1]
-        self.patch_embed = PatchEmbed(
+        embed_layer = ConvStemPatchEmbed if conv_stem else PatchEmbed
+        self.patch_embed = embed_layer(
             img_size=ref_size,
             patch_size=patch_size,
             embed_dim=embed_dim,

@@ -18,6 +18,9 @@ class ClinicalConfig:
     global_size: int = 384  # the downsampled copy the global encoder G sees
     crop_size: int = 224  # side of each lesion crop (full-resolution pixels) fed to the local encoder L
     patch_size: int = 4
+    conv_stem: bool = (
+        False  # convolutional stem instead of the linear patch embedding (presets trained from scratch)
+    )
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
@@ -43,6 +46,9 @@ class DermoscopyConfig:
     window_size: int = 256
     single_level_size: int = 512
     patch_size: int = 16
+    conv_stem: bool = (
+        False  # convolutional stem instead of the linear patch embedding (presets trained from scratch)
+    )
     embed_dim: int = 384
     depth: int = 12
     num_heads: int = 6

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from remixformer.layers.attention import attention_probs
+from remixformer.layers.stem import ConvStemPatchEmbed
 from remixformer.models.branch import BranchOutput
 from remixformer.models.config import DermoscopyConfig
 
@@ -53,6 +54,7 @@ class WindowEncoder(nn.Module):
         num_heads: int,
         mlp_ratio: float,
         drop_path_rate: float,
+        conv_stem: bool = False,
     ) -> None:
         super().__init__()
         self.vit = VisionTransformer(
@@ -66,6 +68,7 @@ class WindowEncoder(nn.Module):
             num_classes=0,
             global_pool="",
             drop_path_rate=drop_path_rate,
+            embed_layer=ConvStemPatchEmbed if conv_stem else PatchEmbed,
         )
         self.grid = img_size // patch_size
 
@@ -127,6 +130,7 @@ class HighResolutionWindowEncoder(nn.Module):
             cfg.num_heads,
             cfg.mlp_ratio,
             cfg.drop_path_rate,
+            cfg.conv_stem,
         )
         self.msta = MultiScaleTextureAttention(cfg.embed_dim, cfg.num_templates) if cfg.msta else None
 
@@ -261,6 +265,7 @@ class DermoscopyBranch(nn.Module):
                 cfg.num_heads,
                 cfg.mlp_ratio,
                 cfg.drop_path_rate,
+                cfg.conv_stem,
             )
         self.out_dim = self.token_dim = cfg.embed_dim
 

@@ -185,3 +185,14 @@ def test_paper_preset_sizes_match_the_paper():
 def test_presets_are_only_data():
     # three presets, one code path: a preset is a dict of config values, nothing else
     assert all(isinstance(v, dict) for v in PRESETS.values())
+
+
+def test_convolutional_stem_option_builds_trains_and_keeps_shapes(tiny):
+    from remixformer.layers.stem import ConvStemPatchEmbed
+
+    model = tiny("CD", clinical={"conv_stem": True}, dermoscopy={"conv_stem": True}).train()
+    assert isinstance(model.branches["C"].global_encoder.patch_embed, ConvStemPatchEmbed)
+    assert isinstance(model.branches["D"].window_encoder.vit.patch_embed, ConvStemPatchEmbed)
+    out = model(make_batch(model))
+    out["logits"]["diag"].sum().backward()
+    assert all(p.grad is not None for p in model.branches["D"].window_encoder.vit.patch_embed.parameters())
