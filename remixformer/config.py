@@ -134,6 +134,16 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def flatten_dict(d: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (to compare two configs key by key)."""
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flatten_dict(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """Recursive merge: mappings merge key by key, everything else in ``update`` replaces."""
     out = dict(base)

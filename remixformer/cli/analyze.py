@@ -85,35 +85,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _load_cases(args: argparse.Namespace, model):
     """The data set and case indices, resolved as ``remixformer evaluate`` does."""
-    from remixformer.config import from_dict
-    from remixformer.data.config import DataConfig
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import splits_from_config
+    from remixformer.evaluation.evaluate import checkpoint_cases
 
-    extra = getattr(model, "checkpoint_extra", {}) or {}
-    data = dict(extra.get("data") or {})
-    if args.manifest:
-        data = {
-            **data,
-            "dataset": "manifest",
-            "manifest": args.manifest,
-            "schema": args.schema,
-            "root": str(Path(args.manifest).parent),
-        }
-    if args.dataset:
-        data["dataset"] = args.dataset
-    if args.root:
-        data["root"] = args.root
-    if not data:
-        raise ValueError(
-            f"{args.checkpoint}: the checkpoint names no data set; pass --dataset/--root or --manifest"
-        )
-    data_cfg = from_dict(DataConfig, data)
-    table = load_dataset(data_cfg)
-    split = args.split
-    if split == "all" or (args.manifest and not table.has_official_split):
-        return table, list(range(len(table))), "all", data_cfg
-    return table, splits_from_config(table, data_cfg)[split], split, data_cfg
+    table, indices, split, data_cfg = checkpoint_cases(
+        model,
+        split=args.split,
+        dataset=args.dataset,
+        root=args.root,
+        manifest=args.manifest,
+        schema=args.schema,
+        where=args.checkpoint,
+    )
+    return table, indices, split, data_cfg
 
 
 def run_importance(args: argparse.Namespace) -> int:

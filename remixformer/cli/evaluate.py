@@ -36,41 +36,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from remixformer.config import from_dict
-    from remixformer.data.config import DataConfig
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import splits_from_config
-    from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+    from remixformer.evaluation.evaluate import checkpoint_cases, data_notes, evaluate_cases
     from remixformer.models.checkpoint import load_model
 
     model = load_model(args.checkpoint)
-    extra = getattr(model, "checkpoint_extra", {}) or {}
-    data = dict(extra.get("data") or {})
-    if args.manifest:
-        data = {
-            **data,
-            "dataset": "manifest",
-            "manifest": args.manifest,
-            "schema": args.schema,
-            "root": str(Path(args.manifest).parent),
-        }
-    if args.dataset:
-        data["dataset"] = args.dataset
-    if args.root:
-        data["root"] = args.root
-    if args.skip_bad_cases:
-        data["skip_bad_cases"] = True
-    if not data:
-        raise ValueError(
-            f"{args.checkpoint}: the checkpoint names no data set; pass --dataset/--root or --manifest"
-        )
-    data_cfg = from_dict(DataConfig, data)
-    table = load_dataset(data_cfg)
-    split = args.split
-    if split == "all" or (args.manifest and not table.has_official_split):
-        indices, split = list(range(len(table))), "all"
-    else:
-        indices = splits_from_config(table, data_cfg)[split]
+    table, indices, split, data_cfg = checkpoint_cases(
+        model,
+        split=args.split,
+        dataset=args.dataset,
+        root=args.root,
+        manifest=args.manifest,
+        schema=args.schema,
+        skip_bad_cases=args.skip_bad_cases,
+        where=args.checkpoint,
+    )
     out = Path(
         args.out
         or Path(args.checkpoint).parent.parent

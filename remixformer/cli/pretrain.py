@@ -68,7 +68,8 @@ def split_images_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from remixformer.config import resolve
     from remixformer.pretrain.config import PretrainConfig
-    from remixformer.pretrain.run import is_rank_zero, pretrain
+    from remixformer.pretrain.run import pretrain
+    from remixformer.training.trainer import is_rank_zero
 
     images, extra = split_images_and_overrides(args.images)
     overrides = list(args.overrides) + extra

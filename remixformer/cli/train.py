@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from remixformer.training.run import is_rank_zero, train
+    from remixformer.training.run import train
+    from remixformer.training.trainer import is_rank_zero
 
     cfg = load_run_config(args)
     summary = train(cfg, args.run_dir, resume=args.resume)

@@ -154,3 +154,50 @@ def data_notes(table: Any, data_cfg: Any, split: str, modalities: str) -> list[s
         )
     notes += list(table.notes)
     return notes
+
+
+def checkpoint_cases(
+    model: Any,
+    *,
+    split: str = "test",
+    dataset: str | None = None,
+    root: str | None = None,
+    manifest: str | None = None,
+    schema: str | None = None,
+    skip_bad_cases: bool = False,
+    where: str = "the checkpoint",
+) -> tuple[Any, list[int], str, Any]:
+    """The data set and case indices a checkpoint is evaluated on: by default the split of the data set it
+    was trained on (its config is in the checkpoint); ``dataset``/``root`` point elsewhere; ``manifest``
+    evaluates new cases (all of them unless the manifest has a split column).
+
+    Returns ``(table, indices, split, data_config)``.
+    """
+    from remixformer.config import from_dict
+    from remixformer.data.config import DataConfig
+    from remixformer.data.registry import load_dataset
+    from remixformer.data.splits import splits_from_config
+
+    extra = getattr(model, "checkpoint_extra", {}) or {}
+    data = dict(extra.get("data") or {})
+    if manifest:
+        data = {
+            **data,
+            "dataset": "manifest",
+            "manifest": manifest,
+            "schema": schema,
+            "root": str(Path(manifest).parent),
+        }
+    if dataset:
+        data["dataset"] = dataset
+    if root:
+        data["root"] = root
+    if skip_bad_cases:
+        data["skip_bad_cases"] = True
+    if not data:
+        raise ValueError(f"{where}: the checkpoint names no data set; pass --dataset/--root or --manifest")
+    data_cfg = from_dict(DataConfig, data)
+    table = load_dataset(data_cfg)
+    if split == "all" or (manifest and not table.has_official_split):
+        return table, list(range(len(table))), "all", data_cfg
+    return table, splits_from_config(table, data_cfg)[split], split, data_cfg

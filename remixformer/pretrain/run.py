@@ -21,25 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remixformer.config import dump_yaml, from_dict, load_yaml, to_dict
+from remixformer.config import dump_yaml, flatten_dict, from_dict, load_yaml, to_dict
 from remixformer.pretrain.config import RESUMABLE_CHANGES, PretrainConfig, resolve_sizes
+from remixformer.training.trainer import is_rank_zero
 
 log = logging.getLogger(__name__)
-
-
-def is_rank_zero() -> bool:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
 
 
 def stored_config(run_dir: Path) -> PretrainConfig:
@@ -48,7 +34,7 @@ def stored_config(run_dir: Path) -> PretrainConfig:
 
 def check_resumable(old: PretrainConfig, new: PretrainConfig) -> None:
     """A resumed run must compute what the interrupted one computed (the schedules included)."""
-    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
+    a, b = flatten_dict(to_dict(old)), flatten_dict(to_dict(new))
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     if diff:
         raise ValueError(

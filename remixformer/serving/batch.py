@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from remixformer.data.schema import is_blank
+from remixformer.data.datasets.common import cell
+from remixformer.data.datasets.manifest import image_paths
 from remixformer.serving.predictor import LETTER_NAMES, Predictor
 
 log = logging.getLogger(__name__)
 
-PATH_SEP = ";"
 CARRIED = ("patient_id", "diagnosis")  # copied to the output when the manifest has them
 
 
@@ -76,25 +76,6 @@ class BatchResult:
         return self.n_scored / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _cell(value: Any) -> str | None:
-    if value is None or is_blank(value):
-        return None
-    return str(value).strip()
-
-
-def _paths(value: Any, base: Path) -> list[str]:
-    text = _cell(value)
-    if text is None:
-        return []
-    out = []
-    for part in text.split(PATH_SEP):
-        part = part.strip()
-        if part:
-            p = Path(part).expanduser()
-            out.append(str(p if p.is_absolute() else base / p))
-    return out
-
-
 def read_rows(manifest: str | os.PathLike, predictor: Predictor) -> tuple[list[Row], list[str]]:
     """The manifest's rows, each checked for what can be checked without opening images.
 
@@ -133,19 +114,19 @@ def read_rows(manifest: str | os.PathLike, predictor: Predictor) -> tuple[list[R
     rows: list[Row] = []
     seen: dict[str, int] = {}
     for i, record in enumerate(df.to_dict("records"), start=1):
-        case_id = _cell(record.get("case_id")) or f"row{i}"
+        case_id = cell(record.get("case_id")) or f"row{i}"
         row = Row(
             row=i,
             case_id=case_id,
-            clinical=_paths(record.get("clinical"), base) if "C" in mods else [],
-            dermoscopy=_paths(record.get("dermoscopy"), base) if "D" in mods else [],
-            carried={c: _cell(record.get(c)) or "" for c in CARRIED if c in df.columns},
+            clinical=image_paths(record.get("clinical"), base) if "C" in mods else [],
+            dermoscopy=image_paths(record.get("dermoscopy"), base) if "D" in mods else [],
+            carried={c: cell(record.get(c)) or "" for c in CARRIED if c in df.columns},
         )
         if case_id in seen:
             row.error = f"case_id {case_id!r} repeats row {seen[case_id]}; case ids must be unique"
         seen.setdefault(case_id, i)
         if schema is not None:
-            meta = {f: _cell(record.get(f)) for f in fields}
+            meta = {f: cell(record.get(f)) for f in fields}
             try:
                 schema.validate(meta)
             except ValueError as e:

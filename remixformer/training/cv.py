@@ -37,7 +37,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = 
     """Run (or finish) every fold; a fold with a summary is done, one with a training state resumes."""
     from remixformer.evaluation.stats import cv_table
     from remixformer.training.callbacks import STATE_FILE
-    from remixformer.training.run import is_rank_zero, train
+    from remixformer.training.run import train
+    from remixformer.training.trainer import is_rank_zero
 
     if folds < 2:
         raise ValueError(f"--folds must be at least 2, got {folds}")

@@ -22,31 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remixformer.config import dump_yaml, from_dict, load_yaml, to_dict
+from remixformer.config import dump_yaml, flatten_dict, from_dict, load_yaml, to_dict
 from remixformer.training.config import RESUMABLE_CHANGES, RunConfig
+from remixformer.training.trainer import is_rank_zero
 
 log = logging.getLogger(__name__)
 
 
-def is_rank_zero() -> bool:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def check_resumable(stored: Path, cfg: RunConfig) -> None:
     """A resumed run must compute what the interrupted one computed."""
-    old = _flatten(to_dict(from_dict(RunConfig, load_yaml(stored))))
-    new = _flatten(to_dict(cfg))
+    old = flatten_dict(to_dict(from_dict(RunConfig, load_yaml(stored))))
+    new = flatten_dict(to_dict(cfg))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if diff:
         raise ValueError(

@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 
+def is_rank_zero() -> bool:
+    """True in the process that writes files (global rank 0; also without any distributed set-up)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def quiet_lightning() -> None:
     """Lightning adds its own console handler (every line printed twice next to ours) and prints
     hardware tips at INFO; keep its warnings, drop the rest of the chatter."""

@@ -112,7 +112,8 @@ def read_schema_file(path: str | Path) -> SchemaFile:
     return SchemaFile(schema=schema, leaky=leaky, tasks=tasks)
 
 
-def _paths(value: Any, base: Path) -> list[str]:
+def image_paths(value: Any, base: Path) -> list[str]:
+    """The ``;``-separated image paths of a manifest cell, relative ones resolved against ``base``."""
     text = cell(value)
     if text is None:
         return []
@@ -251,8 +252,8 @@ def load_manifest(
                 case_id=case_id,
                 group_id=patient or case_id,
                 targets=targets,
-                clinical=_paths(row.get("clinical"), base),
-                dermoscopy=_paths(row.get("dermoscopy"), base),
+                clinical=image_paths(row.get("clinical"), base),
+                dermoscopy=image_paths(row.get("dermoscopy"), base),
                 metadata=restrict_metadata(metadata, schema),
                 split=split,
                 source=f"{manifest.name} line {line}",
