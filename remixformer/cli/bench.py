@@ -47,7 +47,7 @@ GPU, torch.cuda.max_memory_allocated. A row predicted not to fit in the availabl
 and marked; a child that dies is marked failed and the run goes on. Then the ratios against the
 baselines of the same run and PASS/FAIL per target (at --target-size, batch 1).
 
-The full CPU run (512 and 2048, batch 1 and 2) takes about 20 minutes on 2 cores; --quick runs tiny
+The full CPU run (512 and 2048, batch 1 and 2) takes 20-25 minutes on 2 idle cores; --quick runs tiny
 versions of the same models at 64 and 128, batch 1, in about a minute (a CI smoke run)."""
 
 
