@@ -43,7 +43,7 @@ def demo_config(
             f"data.synthetic_cases={cases}",
             f"data.synthetic_seed={seed}",
             "data.cache_images=true",
-        "data.augment=light",  # flips and quarter turns keep the 1-2 px detail the synthetic set is about
+            "data.augment=light",  # flips and quarter turns keep the 1-2 px detail the synthetic set is about
             f"train.max_epochs={epochs}",
             "train.batch_size=32",
             "train.optimizer=adamw",
