@@ -40,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print()
     print(res["table"])
+    floor = res["majority_class"]
+    print(f"(always answering {floor['class']}: accuracy {100 * floor['accuracy']:.1f}%)")
     print(
-        f"\nfinished in {res['seconds']:.0f} s; reports in {args.out}/runs/*/eval/test, figure "
-        f"{args.out}/figures/modalities.png, table {args.out}/table.md"
+        f"\nfinished in {res['seconds']:.0f} s; reports in {args.out}/runs/*/eval/test_complete_cases, "
+        f"figure {args.out}/figures/modalities.png, table {args.out}/table.md"
     )
     return 0

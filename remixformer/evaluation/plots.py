@@ -228,9 +228,11 @@ def plot_fold_comparison(
     metric_label: str = "Accuracy (%)",
     percent: bool = True,
     title: str | None = None,
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
     """Bar per group (for example a modality subset "C", "CD", "CDM") at the mean over folds, the
-    standard deviation as an error bar (ddof=1) and each fold as a dot. NaN folds are skipped."""
+    standard deviation as an error bar (ddof=1) and each fold as a dot. NaN folds are skipped.
+    ``references`` draws labelled horizontal lines (e.g. ``{"majority class": 0.26}``), same scale."""
     names = list(values)
     if not names:
         raise ValueError("nothing to plot: no groups given")
@@ -255,6 +257,10 @@ def plot_fold_comparison(
             va="bottom",
             fontsize=8,
         )
+    for j, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value * scale, color="0.3", linestyle=("--", ":", "-.")[j % 3], linewidth=1, label=label)
+    if references:
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel(metric_label)
     ax.grid(True, axis="y", alpha=0.3)

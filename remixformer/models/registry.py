@@ -27,6 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "global_size": 128,
             "crop_size": 64,
             "patch_size": 4,
+            "conv_stem": True,  # trained from scratch: see remixformer/layers/stem.py
             "embed_dim": 32,
             "depths": [1, 1, 2, 1],
             "num_heads": [1, 2, 4, 8],
@@ -40,6 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "window_size": 64,
             "single_level_size": 64,
             "patch_size": 8,
+            "conv_stem": True,
             "embed_dim": 64,
             "depth": 3,
             "num_heads": 2,

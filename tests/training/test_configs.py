@@ -52,3 +52,25 @@ def test_config_resolves_and_its_model_fits(path):
     )
     assert model_cfg.modalities == m.modalities.upper()
     assert cfg.name and cfg.name != "run"
+
+
+def test_numbers_in_exponent_form_resolve_and_bad_numbers_name_the_field():
+    from remixformer.config import ConfigError
+
+    # YAML 1.1 reads 5e-4 (no dot) as a string; the config still takes it as a number
+    assert resolve(RunConfig, [], ["train.lr=5e-4"]).train.lr == pytest.approx(5e-4)
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got 'fast'"):
+        resolve(RunConfig, [], ["train.lr=fast"])
+
+
+def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
+    from remixformer.demo import demo_config
+
+    for mods in ("cdm", "c", "d", "m"):
+        shipped = resolve(RunConfig, [CONFIGS / "synthetic" / f"small_{mods}.yaml"])
+        demo = demo_config(tmp_path, mods.upper(), 600, 12, 0)
+        assert demo.train.lr == shipped.train.lr
+        assert demo.train.weight_decay == shipped.train.weight_decay
+        assert demo.train.batch_size == shipped.train.batch_size
+        assert demo.model.preset == shipped.model.preset
+        assert demo.data.augment == shipped.data.augment

@@ -4,7 +4,7 @@ Designed as a fair small test of the paper's ideas (docs/synthetic.md has the de
 difficulty). Five diagnoses, each seen through three partial views:
 
 - **clinical photo** (256^2): skin tone, lighting gradient, hair, distractor spots and a small lesion
-  (radius 10-15 px) at a random place. Its *micro-pattern* (smooth / grain / points) is a zero-sum
+  (radius 18-26 px) at a random place. Its *micro-pattern* (smooth / grain / points) is a zero-sum
   texture on the 2x2 pixel grid: a 2x downsampled copy of the photo loses it, a full-resolution crop
   around the lesion shows it (what the LSM zoom is for). A weak low-resolution cue (redness) remains.
 - **dermoscopy image** (256^2): seven checklist-like attributes drawn as 1-px structures (network,
@@ -44,7 +44,7 @@ from remixformer.tasks import DIAG
 log = logging.getLogger(__name__)
 
 NAME = "synthetic"
-VERSION = 1  # bump when the generator's output changes
+VERSION = 2  # bump when the generator's output changes (2: clinical lesion radius 18-26 px, was 10-15)
 CLASSES = ("BCC", "NEV", "MEL", "MISC", "SK")
 PRIOR = np.array([0.18, 0.28, 0.24, 0.14, 0.16])
 
@@ -60,6 +60,7 @@ P_PATTERN = np.array(
     ]
 )
 REDNESS_MEAN = np.array([0.8, 0.0, 0.2, 0.6, 0.0])  # low-resolution cue, N(mean, 1)
+LESION_RADIUS = (18.0, 26.0)  # clinical lesion radius in pixels of a 256^2 photo, uniform
 
 # Dermoscopy attributes (Derm7pt-like names). pn has three classes, the others ABS/PRS.
 ATTRIBUTE_TASKS = ("pn", "bwv", "vs", "pig", "str", "dag", "rs")
@@ -288,7 +289,7 @@ def render_clinical(
     light *= 1 - 0.18 * (((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / (size / 2) ** 2)
     img *= light[:, :, None]
 
-    r = rng.uniform(10, 15) * s
+    r = rng.uniform(*LESION_RADIUS) * s
     margin = 40 * s
     cx, cy = rng.uniform(margin, size - margin, 2)
     for _ in range(int(rng.integers(3, 9))):  # distractor spots: smaller, smooth, no micro-pattern
@@ -660,7 +661,7 @@ def load(cfg: DataConfig) -> CaseTable:
         )
     else:
         info = json.loads(info_path.read_text())
-        want = {"n_cases": cfg.synthetic_cases, "seed": cfg.synthetic_seed}
+        want = {"n_cases": cfg.synthetic_cases, "seed": cfg.synthetic_seed, "version": VERSION}
         have = {k: info.get(k) for k in want}
         if have != want:
             log.warning(
