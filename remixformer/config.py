@@ -95,6 +95,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if isinstance(value, Path):
             return str(value)
+        if isinstance(value, int) and not isinstance(value, bool):  # e.g. `precision: 32`, a run name 2024
+            return str(value)
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):
         return value

@@ -34,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
         ev = summary["eval"]
         keys = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
         print(f"run directory: {summary['run_dir']}")
-        print(f"best epoch {summary['best_epoch']} ({summary['monitor']} = {summary['best_score']})")
+        # summary.json counts epochs from 0 like metrics.csv; the progress lines count from 1
+        print(
+            f"best: epoch {summary['best_epoch'] + 1}/{cfg.train.max_epochs} "
+            f"({summary['monitor']} = {summary['best_score']:.4f})"
+        )
         print(f"{cfg.eval.split}: " + ", ".join(f"{k} {ev[k]:.4f}" for k in keys if ev.get(k) is not None))
         if getattr(args, "verbose", 0):
             print(json.dumps(summary, indent=2, default=str))

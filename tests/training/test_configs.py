@@ -61,6 +61,10 @@ def test_numbers_in_exponent_form_resolve_and_bad_numbers_name_the_field():
     assert resolve(RunConfig, [], ["train.lr=5e-4"]).train.lr == pytest.approx(5e-4)
     with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got 'fast'"):
         resolve(RunConfig, [], ["train.lr=fast"])
+    # an integer where a string is expected (Lightning's `precision=32`) is taken as its text; a bool is not
+    assert resolve(RunConfig, [], ["train.precision=32"]).train.precision == "32"
+    with pytest.raises(ConfigError, match=r"name: expected a string, got True"):
+        resolve(RunConfig, [], ["name=true"])
 
 
 def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):

@@ -59,7 +59,7 @@ def test_train_then_evaluate_with_a_modality_withheld(synth_root, tmp_path, caps
         ]
     )
     assert rc == 0
-    assert "best epoch 0" in capsys.readouterr().out
+    assert "best: epoch 1/1 (val/diag/" in capsys.readouterr().out
     ckpt = tmp_path / "cli" / "checkpoints" / "best.safetensors"
     out = tmp_path / "eval_noC"
     assert main(["evaluate", "--checkpoint", str(ckpt), "--withhold", "C", "--out", str(out)]) == 0
