@@ -123,6 +123,30 @@ def _check_fit(sd: dict[str, torch.Tensor], ref: nn.Module, source: str, what: s
         raise WeightLoadError(f"{source}: does not fit {what}: " + "; ".join(parts))
 
 
+_CONV_STEM_KEY = re.compile(r"(^|\.)patch_embed\.proj\.\d+\.")
+
+
+def check_patch_embedding(
+    raw: dict[str, torch.Tensor], patch_embed: nn.Module, source: str, switch: str
+) -> None:
+    """Stop with a message naming the config switch when the weights and the model disagree on how
+    patches are embedded: one linear projection (the paper's encoders, timm and DINO weights) or a
+    convolutional stem (``conv_stem``, the presets trained from scratch)."""
+    model_conv = not isinstance(patch_embed.proj, nn.Conv2d)
+    weights_conv = any(_CONV_STEM_KEY.search(k) for k in raw)
+    if model_conv and not weights_conv:
+        raise WeightLoadError(
+            f"{source}: these weights embed patches with a linear projection, but the model has a "
+            f"convolutional stem ({switch}=true, the small preset's default); build it with "
+            f"{switch}=false to load them"
+        )
+    if weights_conv and not model_conv:
+        raise WeightLoadError(
+            f"{source}: these weights come from an encoder with a convolutional stem; build the model "
+            f"with {switch}=true to load them"
+        )
+
+
 CLINICAL_NEW = re.compile(r"(^|\.)(cls_token|cls_norm|cls_reduction)(\.|$)|^csf\.")
 
 
@@ -143,6 +167,7 @@ def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
         num_classes=0,
     )
     raw = read_state_dict(source, "swin_tiny_patch4_window7_224")
+    check_patch_embedding(raw, branch.global_encoder.patch_embed, source, "clinical.conv_stem")
     try:
         sd = swin_filter(raw, ref)
     except Exception as e:
@@ -178,6 +203,7 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     raw = read_state_dict(source, "vit_small_patch16_224.dino")
     dropped = sorted(k for k in raw if k.startswith("head"))
     raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    check_patch_embedding(raw, vit.patch_embed, source, "dermoscopy.conv_stem")
     try:
         sd = vit_filter(raw, vit)
     except Exception as e:

@@ -25,10 +25,15 @@ log = logging.getLogger(__name__)
 
 def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> VisionTransformer:
     """The preset's T_phi1 ViT (``WindowEncoder`` arguments) that also accepts other input sizes."""
+    from timm.layers import PatchEmbed
+
+    from remixformer.layers.stem import ConvStemPatchEmbed
+
     d = dermoscopy_config(cfg)
     return VisionTransformer(
         img_size=d.window_size,
         patch_size=d.patch_size,
+        embed_layer=ConvStemPatchEmbed if d.conv_stem else PatchEmbed,
         embed_dim=d.embed_dim,
         depth=d.depth,
         num_heads=d.num_heads,
@@ -60,11 +65,12 @@ def load_backbone_weights(backbone: VisionTransformer, source: str) -> list[str]
     ``backbone`` strictly, position embeddings resized to its grid. Returns the dropped entries (heads)."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    from remixformer.models.weights import WeightLoadError, read_state_dict
+    from remixformer.models.weights import WeightLoadError, check_patch_embedding, read_state_dict
 
     raw = read_state_dict(source, "vit_small_patch16_224.dino")
     dropped = sorted(k for k in raw if k.startswith("head"))
     raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    check_patch_embedding(raw, backbone.patch_embed, source, "dermoscopy.conv_stem")
     try:
         sd = checkpoint_filter_fn(raw, backbone)
     except Exception as e:

@@ -76,6 +76,25 @@ def test_wrong_weights_fail_with_a_clear_message(dino_file, swin_file):
         create_model("remixformer_paper", "D", tasks=4, window_encoder_weights=str(swin_file[0]))
 
 
+def test_linear_patch_weights_into_a_convolutional_stem_name_the_switch(dino_file, swin_file):
+    with pytest.raises(WeightLoadError, match=r"linear projection.*clinical\.conv_stem=false"):
+        create_model(
+            "remixformer_paper",
+            "C",
+            tasks=4,
+            clinical_weights=str(swin_file[0]),
+            clinical={"conv_stem": True},
+        )
+    with pytest.raises(WeightLoadError, match=r"linear projection.*dermoscopy\.conv_stem=false"):
+        create_model(
+            "remixformer_paper",
+            "D",
+            tasks=4,
+            window_encoder_weights=str(dino_file[0]),
+            dermoscopy={"conv_stem": True},
+        )
+
+
 def test_truncated_or_missing_file_fails_with_its_name(tmp_path, swin_file):
     data = swin_file[0].read_bytes()
     cut = tmp_path / "cut.safetensors"

@@ -24,7 +24,16 @@ SMALL_HEAD = {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}
 def test_backbone_is_the_presets_window_encoder(preset, tiny_cfg):
     cfg = tiny_cfg(backbone={"preset": preset}, windows={"resize_size": None})
     d = resolve_config(preset, modalities="D").dermoscopy
-    ref = WindowEncoder(d.window_size, d.patch_size, d.embed_dim, d.depth, d.num_heads, d.mlp_ratio, 0.0).vit
+    ref = WindowEncoder(
+        d.window_size,
+        d.patch_size,
+        d.embed_dim,
+        d.depth,
+        d.num_heads,
+        d.mlp_ratio,
+        0.0,
+        conv_stem=d.conv_stem,
+    ).vit
     ours = build_backbone(cfg)
     a, b = ours.state_dict(), ref.state_dict()
     assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)

@@ -128,4 +128,13 @@ def test_resume_is_exact_and_the_export_loads_strictly(image_dir, tiny_cfg, tmp_
     for k, v in vit.state_dict().items():
         assert torch.equal(v, a[k]), k
     with pytest.raises(WeightLoadError, match="does not fit"):
+        create_model(
+            "remixformer_small",
+            "D",
+            tasks=3,
+            window_encoder_weights=straight["export"],
+            **{"dermoscopy.conv_stem": False},
+        )
+    # the small preset's window encoder has a convolutional stem: the message names the switch
+    with pytest.raises(WeightLoadError, match=r"convolutional stem \(dermoscopy.conv_stem=true"):
         create_model("remixformer_small", "D", tasks=3, window_encoder_weights=straight["export"])
