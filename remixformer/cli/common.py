@@ -5,20 +5,27 @@ from __future__ import annotations
 import argparse
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(
+    p: argparse.ArgumentParser,
+    config_example: str = "",
+    overrides_example: str = "train.max_epochs=5 model.modalities=CD",
+    overrides_note: str = "",
+) -> None:
+    """``--config FILE`` (repeatable) and the positional ``KEY=VALUE`` overrides of a config command."""
+    example = f", e.g. {config_example}" if config_example else ""
     p.add_argument(
         "--config",
         "-c",
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML config (repeatable; later files override earlier ones; `base:` chains allowed)",
+        help=f"YAML config{example} (repeatable; later files override earlier ones; `base:` chains allowed)",
     )
     p.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="overrides of config keys, e.g. train.max_epochs=5 model.modalities=CD",
+        help=f"overrides of config keys, e.g. {overrides_example}{overrides_note}",
     )
 
 

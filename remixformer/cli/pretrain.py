@@ -16,6 +16,8 @@ import argparse
 import re
 from pathlib import Path
 
+from remixformer.cli.common import add_config_args
+
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
@@ -33,20 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="folders of JPEG/PNG dermoscopy images, searched recursively (or windows.images)",
     )
-    p.add_argument(
-        "--config",
-        "-c",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="YAML config, e.g. configs/pretrain/dino_paper.yaml (repeatable; `base:` chains allowed)",
-    )
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="overrides of config keys, e.g. optim.epochs=20 backbone.init_weights=null "
-        "(also accepted after --images)",
+    add_config_args(
+        p,
+        config_example="configs/pretrain/dino_paper.yaml",
+        overrides_example="optim.epochs=20 backbone.init_weights=null",
+        overrides_note=" (also accepted after --images)",
     )
     p.add_argument("--run-dir", help="run directory (default: <output_dir>/<name>)")
     p.add_argument(
