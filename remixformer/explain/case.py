@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,52 +151,46 @@ def _num(v: float) -> str:
     return "" if np.isnan(v) else repr(float(v))
 
 
+def _write_rows(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
 def _clinical_csvs(out: Path, c: ClinicalMaps, size: tuple[int, int]) -> dict[str, Path]:
     rank = {int(cell): k + 1 for k, cell in enumerate(c.cells)}
     gh, gw = c.grid
-    grid_path = out / "clinical_lsm_grid.csv"
-    with grid_path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "col", "cell", "score", "selected_rank"])
-        for r in range(gh):
-            for col in range(gw):
-                cell = r * gw + col
-                w.writerow([r, col, cell, _num(c.scores[r, col]), rank.get(cell, "")])
-    boxes_path = out / "clinical_boxes.csv"
+    grid = _write_rows(
+        out / "clinical_lsm_grid.csv",
+        ["row", "col", "cell", "score", "selected_rank"],
+        (
+            [r, col, r * gw + col, _num(c.scores[r, col]), rank.get(r * gw + col, "")]
+            for r in range(gh)
+            for col in range(gw)
+        ),
+    )
     boxes, model_boxes = c.boxes_in(size), c.boxes
-    with boxes_path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
+    corners = ["top", "left", "bottom", "right"]
+    cells = [(k, int(cell), *divmod(int(cell), gw)) for k, cell in enumerate(c.cells)]
+    crops = _write_rows(
+        out / "clinical_boxes.csv",
+        ["rank", "cell", "row", "col", "score", *corners, *(f"model_{x}" for x in corners)],
+        (
             [
-                "rank",
-                "cell",
-                "row",
-                "col",
-                "score",
-                "top",
-                "left",
-                "bottom",
-                "right",
-                "model_top",
-                "model_left",
-                "model_bottom",
-                "model_right",
+                k + 1,
+                cell,
+                r,
+                col,
+                _num(c.scores[r, col]),
+                *(_num(v) for v in boxes[k]),
+                *(int(v) for v in model_boxes[k]),
             ]
-        )
-        for k, cell in enumerate(c.cells):
-            r, col = divmod(int(cell), gw)
-            w.writerow(
-                [
-                    k + 1,
-                    int(cell),
-                    r,
-                    col,
-                    _num(c.scores[r, col]),
-                    *(_num(v) for v in boxes[k]),
-                    *(int(v) for v in model_boxes[k]),
-                ]
-            )
-    return {grid_path.name: grid_path, boxes_path.name: boxes_path}
+            for k, cell, r, col in cells
+        ),
+    )
+    return {grid.name: grid, crops.name: crops}
 
 
 def _dermoscopy_csvs(out: Path, m: DermoscopyMaps) -> dict[str, Path]:
@@ -203,35 +198,32 @@ def _dermoscopy_csvs(out: Path, m: DermoscopyMaps) -> dict[str, Path]:
     gh, gw = m.grid
     ph, pw = m.patches_per_window
     if m.region is not None:
-        path = out / "dermoscopy_region.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["window_row", "window_col", "window", "region_attention"])
-            for r in range(gh):
-                for col in range(gw):
-                    w.writerow([r, col, r * gw + col, _num(m.region[r, col])])
-        written[path.name] = path
-    path = out / "dermoscopy_patches.csv"
-    combined = m.combined
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "patch_row",
-                "patch_col",
-                "window_row",
-                "window_col",
-                "window_attention",
-                "region_x_window",
-                "template",
-            ]
+        path = _write_rows(
+            out / "dermoscopy_region.csv",
+            ["window_row", "window_col", "window", "region_attention"],
+            ([r, col, r * gw + col, _num(m.region[r, col])] for r in range(gh) for col in range(gw)),
         )
-        for r in range(m.window.shape[0]):
-            for col in range(m.window.shape[1]):
-                template = "" if m.templates is None else int(m.templates[r, col])
-                w.writerow(
-                    [r, col, r // ph, col // pw, _num(m.window[r, col]), _num(combined[r, col]), template]
-                )
+        written[path.name] = path
+    combined = m.combined
+    n_rows, n_cols = m.window.shape  # patches over the whole image
+    path = _write_rows(
+        out / "dermoscopy_patches.csv",
+        ["patch_row", "patch_col", "window_row", "window_col"]
+        + ["window_attention", "region_x_window", "template"],
+        (
+            [
+                r,
+                col,
+                r // ph,
+                col // pw,
+                _num(m.window[r, col]),
+                _num(combined[r, col]),
+                "" if m.templates is None else int(m.templates[r, col]),
+            ]
+            for r in range(n_rows)
+            for col in range(n_cols)
+        ),
+    )
     written[path.name] = path
     return written
 
