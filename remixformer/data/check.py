@@ -240,6 +240,9 @@ def check_dataset(
         p: {m: int(has[m][idx].sum()) for m in table.modalities} for p, idx in partitions.items()
     }
     bad = find_bad_files(table, verify=verify_images, max_pixels=cfg.max_image_pixels, progress=progress)
+    notes = list(table.notes)
+    if protocol == OFFICIAL and bad:
+        notes += _emptied_split_notes(table, partitions, {b.case_id for b in bad}, cfg.val_fraction)
     return CheckReport(
         name=table.name,
         root=table.root,
@@ -256,6 +259,30 @@ def check_dataset(
         blanks=blank_counts(table),
         unseen=unseen_values(table),
         leakage=leakage_findings(table),
-        notes=list(table.notes),
+        notes=notes,
         errors=errors,
     )
+
+
+def _emptied_split_notes(
+    table: CaseTable, partitions: dict[str, list[int]], bad_cases: set[str], val_fraction: float
+) -> list[str]:
+    """Official splits whose every case lacks an image file: what training will do about it."""
+    out = []
+    for split in SPLITS:
+        idx = partitions.get(split, [])
+        if idx and all(table.cases[i].case_id in bad_cases for i in idx):
+            if split == "val":
+                what = (
+                    f"with skip_bad_cases=true, training carves validation from the training cases "
+                    f"(data.val_fraction={val_fraction:g}, stratified, grouped as the folds are)"
+                )
+            elif split == "test":
+                what = "there is nothing to test on"
+            else:
+                what = "there is nothing to train on"
+            out.append(
+                f"the official {split} split has {len(idx)} labelled case(s) but none of their images is "
+                f"present: {what}"
+            )
+    return out

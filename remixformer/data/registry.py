@@ -125,15 +125,29 @@ def apply_file_policy(table: CaseTable, cfg: DataConfig) -> CaseTable:
             "Set skip_bad_cases=true to leave these cases out (each is listed in a warning), or run "
             "`remixformer data check` for the full list.",
         )
+    per_split: dict[str, int] = {}
+    for c in table.cases:
+        if c.case_id in by_case:
+            per_split[c.split or "all"] = per_split.get(c.split or "all", 0) + 1
+    ids = sorted(by_case)
     log.warning(
-        "%s: skipping %d case(s) with missing or unreadable images (%d left): %s",
+        "%s: skipping %d case(s) with missing or unreadable images (%s; %d left): %s%s",
         table.name,
         len(by_case),
+        ", ".join(f"{k} {v}" for k, v in sorted(per_split.items())),
         len(table) - len(by_case),
-        ", ".join(sorted(by_case)),
+        ", ".join(ids[:20]),
+        f" ... and {len(ids) - 20} more (every one in the run's data.json)" if len(ids) > 20 else "",
     )
     out = table.without_cases(by_case)
     out.notes.append(f"{len(by_case)} case(s) skipped for missing or unreadable images (skip_bad_cases)")
+    emptied = [s for s in per_split if s != "all" and not any(c.split == s for c in out.cases)]
+    for split in emptied:
+        then = {
+            "val": "validation is carved from the training cases, grouped (data.val_fraction)",
+            "test": "there is nothing to test on",
+        }.get(split, "that split is empty")
+        out.notes.append(f"every official {split} case was skipped (no image found): {then}")
     return out
 
 

@@ -52,6 +52,12 @@ class TrainConfig:
     monitor_mode: Literal["max", "min"] = "max"
     early_stopping_patience: int = 0  # epochs without improvement; 0 = off
     modality_dropout: float = 0.0  # probability of hiding each modality of a training case (robustness)
+    # class imbalance (training/balance.py): none, loss (per-class CE weights) or sampler (balanced draws)
+    class_balance: Literal["none", "loss", "sampler"] = "none"
+    class_weighting: Literal["inverse", "effective"] = "inverse"  # loss weights: 1/n_c or effective number
+    class_balance_beta: float = 0.999  # effective number of samples (Cui et al. 2019)
+    sampler_power: float = 0.5  # sampler: class c drawn with probability proportional to n_c ** power
+    label_smoothing: float = 0.0  # single-label tasks' cross-entropy
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     limit_train_batches: float = 1.0
@@ -68,6 +74,12 @@ class TrainConfig:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.class_balance_beta < 1.0:
+            raise ValueError(f"class_balance_beta must be in (0, 1), got {self.class_balance_beta}")
+        if not 0.0 <= self.sampler_power <= 1.0:
+            raise ValueError(f"sampler_power must be in [0, 1], got {self.sampler_power}")
 
 
 @dataclass

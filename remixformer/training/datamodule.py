@@ -10,6 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from remixformer.data.cases import CaseTable
+from remixformer.training.balance import class_balance
 from remixformer.training.config import RunConfig
 from remixformer.training.sampling import EpochIndexed, EpochSampler
 
@@ -69,11 +70,18 @@ def make_loader(
     num_workers: int,
     rank: int = 0,
     world_size: int = 1,
+    weights: Any = None,
 ) -> DataLoader:
     from remixformer.data.dataset import collate
 
     sampler = EpochSampler(
-        len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, pad=shuffle
+        len(dataset),
+        seed=seed,
+        shuffle=shuffle,
+        rank=rank,
+        world_size=world_size,
+        pad=shuffle,
+        weights=weights,
     )
     return DataLoader(
         EpochIndexed(dataset),
@@ -93,6 +101,23 @@ class RemixDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.table, self.splits, self.model_cfg = cfg, table, splits, model_cfg
         self._datasets: dict[str, Any] = {}
+        self._balance: dict[str, Any] | None = None
+
+    def balance(self) -> dict[str, Any]:
+        """``train.class_balance`` computed on the training cases the model is fed (see balance.py)."""
+        if self._balance is None:
+            t = self.cfg.train
+            ds = self.dataset("train") if self.splits.get("train") else None
+            self._balance = class_balance(
+                self.table,
+                ds.indices if ds is not None else [],
+                self.model_cfg.task_specs,
+                t.class_balance,
+                t.class_weighting,
+                t.class_balance_beta,
+                t.sampler_power,
+            )
+        return self._balance
 
     def dataset(self, split: str):
         if split not in self._datasets:
@@ -114,6 +139,7 @@ class RemixDataModule(L.LightningDataModule):
             num_workers=self.cfg.data.num_workers,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
+            weights=self.balance().get("sample_weights") if shuffle else None,
         )
 
     def train_dataloader(self):

@@ -21,10 +21,16 @@ NO_DECAY = ("cls_token", "pos_embed", "relative_position_bias_table", "templates
 
 
 def task_losses(
-    logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], tasks: tuple[TaskSpec, ...]
+    logits: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    tasks: tuple[TaskSpec, ...],
+    class_weights: dict[str, torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum over tasks of (weight x) cross-entropy; BCE for multi-label tasks. Unknown labels (-1, NaN)
-    are left out; a task with no known label in the batch contributes nothing."""
+    are left out; a task with no known label in the batch contributes nothing. ``class_weights``: per
+    single-label task, a weight per class (``train.class_balance=loss``); ``label_smoothing`` applies to
+    the single-label tasks."""
     total = next(iter(logits.values())).new_zeros(())
     parts: dict[str, torch.Tensor] = {}
     for t in tasks:
@@ -41,7 +47,13 @@ def task_losses(
             known = y != keys.IGNORE_INDEX
             if not known.any():
                 continue
-            loss = F.cross_entropy(x[known], y[known])
+            w = class_weights.get(t.name) if class_weights else None
+            loss = F.cross_entropy(
+                x[known],
+                y[known],
+                weight=None if w is None else w.to(device=x.device, dtype=x.dtype),
+                label_smoothing=label_smoothing,
+            )
         parts[t.name] = loss.detach()
         total = total + t.weight * loss
     return total, parts
@@ -68,12 +80,24 @@ class WarmupCosine:
 
 
 class RemixFormerModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, train_cfg: TrainConfig, seed: int = 0) -> None:
+    """``class_weights``: per-class loss weights of single-label tasks (``train.class_balance=loss``),
+    used in training only; validation reports the plain loss."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_cfg: TrainConfig,
+        seed: int = 0,
+        class_weights: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.cfg = train_cfg
         self.seed = seed
         self.tasks: tuple[TaskSpec, ...] = model.tasks
+        self.class_weights = {
+            name: torch.as_tensor(w, dtype=torch.float32) for name, w in (class_weights or {}).items()
+        }
         self._val: list[dict[str, Any]] = []
         self.weight_checksums: list[float] = []
 
@@ -115,7 +139,13 @@ class RemixFormerModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self._drop_modalities(batch)
         out = self.model(batch)
-        loss, parts = task_losses(out[keys.LOGITS], batch[keys.TARGETS], self.tasks)
+        loss, parts = task_losses(
+            out[keys.LOGITS],
+            batch[keys.TARGETS],
+            self.tasks,
+            self.class_weights,
+            self.cfg.label_smoothing,
+        )
         B = len(batch[keys.CASE_ID])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=B)
         for name, v in parts.items():

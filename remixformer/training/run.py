@@ -79,6 +79,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
 
     from remixformer.data.registry import load_dataset
     from remixformer.data.splits import read_splits, splits_from_config, write_splits
+    from remixformer.training.balance import describe as describe_balance
+    from remixformer.training.balance import write_balance
     from remixformer.training.callbacks import STATE_FILE, EpochMetrics, ProgressBar, RunCheckpoint
     from remixformer.training.datamodule import RemixDataModule
     from remixformer.training.module import RemixFormerModule
@@ -163,8 +165,13 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         limit_val_batches=t.limit_val_batches,
         deterministic=t.deterministic,
     )
-    module = RemixFormerModule(model, cfg.train, cfg.seed)
     dm = RemixDataModule(cfg, table, splits, model.config)
+    balance = dm.balance()
+    log.info("%s", describe_balance(balance))
+    if is_rank_zero():
+        write_balance(balance, run_dir)
+    weights = {name: e["loss_weights"] for name, e in balance["tasks"].items() if "loss_weights" in e}
+    module = RemixFormerModule(model, cfg.train, cfg.seed, class_weights=weights)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(state) if resume else None)
         summary: dict[str, Any] = {

@@ -4,12 +4,14 @@ The sampler yields ``(index, epoch)`` pairs; :class:`EpochIndexed` hands the epo
 inside the worker that loads the sample, so augmentations and remix draws are the same whatever the
 number of workers, and a run resumed at an epoch boundary sees exactly the batches it would have seen.
 Under DDP each rank takes its own stride of one shared permutation (padded to equal length).
+With ``weights`` (class-balanced sampling, :mod:`remixformer.training.balance`) the epoch's order is
+``n`` draws with replacement from those weights instead of a permutation, sharded the same way.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -25,10 +27,19 @@ class EpochSampler(Sampler):
         rank: int = 0,
         world_size: int = 1,
         pad: bool = True,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
+        self.weights = None
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float64)
+            if w.shape != (n,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(
+                    f"sampler weights must be {n} finite non-negative numbers with a positive sum"
+                )
+            self.weights = w
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -36,7 +47,10 @@ class EpochSampler(Sampler):
     def _order(self) -> list[int]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
+            if self.weights is not None:
+                order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+            else:
+                order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
         if self.world_size > 1:

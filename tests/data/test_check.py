@@ -80,3 +80,40 @@ def test_manifest_check_with_leaky_field_included(manifest_root, capsys):
 def test_check_needs_a_data_set(capsys):
     assert main(["-q", "data", "check"]) == 2
     assert "give --dataset NAME --root DIR" in capsys.readouterr().err
+
+
+def test_isic2018_without_validation_images_says_validation_is_carved(isic2018_root, capsys):
+    """The shared ISIC 2018 copy has the 193 validation labels but not their images."""
+    import shutil
+
+    from remixformer.config import from_dict
+    from remixformer.data.config import DataConfig
+    from remixformer.data.registry import load_dataset
+    from remixformer.data.splits import splits_from_config
+
+    shutil.rmtree(isic2018_root / "ISIC2018_Task3_Validation_Input")
+    code = main(["-q", "data", "check", "--dataset", "isic2018", "--root", str(isic2018_root), "--quick"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "the official val split has 3 labelled case(s) but none of their images is present" in out
+    assert "training carves validation from the training cases (data.val_fraction=0.15" in out
+
+    cfg = from_dict(
+        DataConfig,
+        {
+            "dataset": "isic2018",
+            "root": str(isic2018_root),
+            "skip_bad_cases": True,
+            "val_fraction": 0.3,
+            "attributes": False,
+        },
+    )
+    table = load_dataset(cfg)
+    assert any("every official val case was skipped" in n for n in table.notes)
+    splits = splits_from_config(table, cfg)
+    assert splits["val"] and len(splits["test"]) == 4
+    ids = table.case_ids
+    val_ids = {ids[i] for i in splits["val"]}
+    assert val_ids <= {f"ISIC_{n:07d}" for n in range(24306, 24316)}  # carved from the HAM training cases
+    groups = table.group_ids
+    assert not {groups[i] for i in splits["val"]} & {groups[i] for i in splits["train"]}
