@@ -1,13 +1,17 @@
-"""``remixformer pretrain``: DINO self-supervised pretraining of the window encoder T_phi1 on folders of
-dermoscopy images (labels not needed); exports the teacher backbone as T_phi1 weights.
+"""``remixformer pretrain``: DINO self-supervised pretraining of the dermoscopy window encoder T_phi1, or
+of the clinical CLS-Swin encoder (backbone.encoder=clinical_encoder), on folders of images (labels not
+needed) or on the training cases of a data set (data.dataset=..., never its test cases); exports the
+teacher backbone.
 
 Examples:
   remixformer pretrain --images archive/ isic2019/ --config configs/pretrain/dino_paper.yaml
   remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml optim.epochs=5 --images data/derm
+  remixformer pretrain -c configs/pretrain/dino_small_isic2018.yaml data.root=data/ISIC2018
   remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml --run-dir runs/pretrain/dino_small_cpu --resume
 
 The teacher backbone is written to <run dir>/teacher_backbone.safetensors after every epoch; train with
-model.window_encoder_weights: <that file> and the same model preset. See docs/pretraining.md.
+model.window_encoder_weights (or model.clinical_weights): <that file> and the same model preset.
+See docs/pretraining.md.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain",
-        help="self-supervised DINO pretraining of the dermoscopy window encoder (exports T_phi1 weights)",
+        help="DINO self-supervised pretraining of the window encoder or the clinical encoder",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve(PretrainConfig, args.config, overrides)
     if images:
         cfg.windows.images = images
-    if not cfg.windows.images and not args.resume:
-        raise ValueError("no images: pass --images DIR [DIR ...] (or set windows.images in the config)")
+    if cfg.windows.images and cfg.data is not None:
+        raise ValueError(
+            "images from both folders (--images / windows.images) and a data set (data.dataset): give one"
+        )
+    if not cfg.windows.images and cfg.data is None and not args.resume:
+        raise ValueError(
+            "no images: pass --images DIR [DIR ...] (or windows.images), or a data set whose training "
+            "cases to read (data.dataset=... data.root=...)"
+        )
     summary = pretrain(cfg, args.run_dir, resume=args.resume)
     if is_rank_zero():
         print(f"run directory: {summary['run_dir']}")
@@ -90,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
             )
         for w in summary["collapse_warnings"][-1:]:
             print(f"warning: {w}")
-        print(f"T_phi1 weights: {summary['export']}")
+        key = "clinical_weights" if cfg.backbone.encoder == "clinical_encoder" else "window_encoder_weights"
+        what = "clinical encoder" if key == "clinical_weights" else "T_phi1"
+        print(f"{what} weights: {summary['export']}")
         print(
-            f"use them with model.window_encoder_weights: {summary['export']} (preset "
-            f"{cfg.backbone.preset}) or create_model(..., window_encoder_weights=PATH)"
+            f"use them with model.{key}: {summary['export']} (preset "
+            f"{cfg.backbone.preset}) or create_model(..., {key}=PATH)"
         )
     return 0

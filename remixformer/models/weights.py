@@ -147,51 +147,76 @@ def check_patch_embedding(
         )
 
 
-CLINICAL_NEW = re.compile(r"(^|\.)(cls_token|cls_norm|cls_reduction)(\.|$)|^csf\.")
+CLS_SWIN_NEW = re.compile(r"(^|\.)(cls_token|cls_norm|cls_reduction)(\.|$)")
 
 
-def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
-    """Swin weights (timm's ``swin_tiny_patch4_window7_224`` or a file of it) into the clinical branch:
-    G takes every Swin tensor; L's own last stage and norm take Swin's last stage and norm again."""
+def _reference_swin(encoder: nn.Module) -> nn.Module:
+    """timm's ``SwinTransformer`` of the same sizes as a CLS-Swin encoder (for timm's weight filter)."""
     from timm.models.swin_transformer import SwinTransformer
-    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 
-    cfg = branch.cfg
-    ref = SwinTransformer(
-        img_size=cfg.ref_size,
-        patch_size=cfg.patch_size,
-        embed_dim=cfg.embed_dim,
-        depths=cfg.depths,
-        num_heads=cfg.num_heads,
-        window_size=cfg.window_size,
+    return SwinTransformer(
+        img_size=encoder.ref_grid * encoder.patch_size,
+        patch_size=encoder.patch_size,
+        embed_dim=encoder.dims[0],
+        depths=[len(stage.blocks) for stage in encoder.layers],
+        num_heads=[stage.blocks[0].attn.num_heads for stage in encoder.layers],
+        window_size=encoder.window_size,
         num_classes=0,
     )
+
+
+def load_cls_swin_encoder(encoder: nn.Module, source: str, switch: str = "clinical.conv_stem") -> LoadReport:
+    """Weights into a CLS-Swin encoder (the clinical branch's G): either a CLS-Swin state dict (the export
+    of ``remixformer pretrain`` with ``backbone.encoder: clinical_encoder``; every tensor, strictly), or
+    Swin weights (timm's ``swin_tiny_patch4_window7_224`` or a file of it; the class token and its
+    projections at merging stay new)."""
+    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
+
     raw = read_state_dict(source, "swin_tiny_patch4_window7_224")
-    check_patch_embedding(raw, branch.global_encoder.patch_embed, source, "clinical.conv_stem")
+    check_patch_embedding(raw, encoder.patch_embed, source, switch)
+    dims = f"embed_dim {encoder.dims[0]}, depths {tuple(len(s.blocks) for s in encoder.layers)}"
+    if "cls_token" in raw and any(k.startswith("layers.") for k in raw):  # our own CLS-Swin encoder
+        dropped = sorted(k for k in raw if k.startswith("head"))
+        sd = {k: v for k, v in raw.items() if not k.startswith("head")}
+        _check_fit(sd, encoder, source, f"a CLS-Swin encoder ({dims})")
+        encoder.load_state_dict(sd, strict=True)
+        return LoadReport(source, "CLS-Swin encoder", sorted(sd), [], dropped)
+    ref = _reference_swin(encoder)
     try:
         sd = swin_filter(raw, ref)
     except Exception as e:
         raise WeightLoadError(f"{source}: not Swin weights of the expected layout ({e})") from e
     dropped = sorted(k for k in sd if k.startswith("head"))
     sd = {k: v for k, v in sd.items() if not k.startswith("head")}
-    _check_fit(sd, ref, source, f"a Swin encoder (embed_dim {cfg.embed_dim}, depths {tuple(cfg.depths)})")
-
-    last = f"layers.{len(cfg.depths) - 1}."
-    mapped = {f"global_encoder.{k}": v for k, v in sd.items()}
-    if branch.local_stage is not None:
-        mapped.update({f"local_stage.{k[len(last) :]}": v for k, v in sd.items() if k.startswith(last)})
-        mapped.update({f"local_norm.{k[len('norm.') :]}": v for k, v in sd.items() if k.startswith("norm.")})
-    result = branch.load_state_dict(mapped, strict=False)
-    if result.unexpected_keys:
+    _check_fit(sd, ref, source, f"a Swin encoder ({dims})")
+    result = encoder.load_state_dict(sd, strict=False)
+    stray = [k for k in result.missing_keys if not CLS_SWIN_NEW.search(k)]
+    if result.unexpected_keys or stray:
         raise WeightLoadError(
-            f"{source}: internal key mapping error, unexpected {result.unexpected_keys[:5]}"
+            f"{source}: Swin weights do not map onto the CLS-Swin encoder: unexpected "
+            f"{result.unexpected_keys[:5]}, without weights {stray[:5]}"
         )
-    stray = [k for k in result.missing_keys if not CLINICAL_NEW.search(k)]
-    if stray:
-        raise WeightLoadError(f"{source}: these clinical-branch tensors got no weights: {stray[:8]}")
-    return LoadReport(
-        source, "clinical branch (CLS-Swin G and L)", sorted(mapped), result.missing_keys, dropped
-    )
+    return LoadReport(source, "CLS-Swin encoder", sorted(sd), sorted(result.missing_keys), dropped)
+
+
+def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
+    """Swin weights (timm's ``swin_tiny_patch4_window7_224`` or a file of it) or a pretrained CLS-Swin
+    encoder (our ``pretrain`` export) into the clinical branch: G takes them (see
+    :func:`load_cls_swin_encoder`); L's own last stage and norm start as copies of G's last stage and
+    norm. New: what G lacks in the source, and CSF."""
+    G = branch.global_encoder
+    g = load_cls_swin_encoder(G, source)
+    loaded = [f"global_encoder.{k}" for k in g.loaded]
+    new = {f"global_encoder.{k}" for k in g.new}
+    if branch.local_stage is not None:
+        last = len(G.layers) - 1
+        branch.local_stage.load_state_dict(G.layers[last].state_dict(), strict=True)
+        branch.local_norm.load_state_dict(G.norm.state_dict(), strict=True)
+        for k in branch.local_stage.state_dict():
+            (new.add if f"global_encoder.layers.{last}.{k}" in new else loaded.append)(f"local_stage.{k}")
+        loaded += [f"local_norm.{k}" for k in branch.local_norm.state_dict()]
+    new |= {n for n, _ in branch.named_parameters() if n.startswith("csf.")}
+    return LoadReport(source, "clinical branch (CLS-Swin G and L)", sorted(loaded), sorted(new), g.dropped)
 
 
 def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:

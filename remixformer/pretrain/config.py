@@ -1,4 +1,5 @@
-"""``PretrainConfig``: DINO pretraining of the window encoder T_phi1 (paper section IV-B, design.md §5).
+"""``PretrainConfig``: DINO pretraining of the window encoder T_phi1 (paper section IV-B, design.md §5),
+or of the clinical branch's CLS-Swin encoder (``backbone.encoder: clinical_encoder``, not in the paper).
 
 Layered like every config of the project (``remixformer.config``): these defaults, then YAML files, then
 ``key=value`` overrides. The defaults are DINO's published recipe (``main_dino.py``) with the paper's
@@ -8,16 +9,23 @@ epochs, batch 256.
 
 Sizes left ``null`` follow the backbone preset (:func:`resolve_sizes`): the window is the preset's
 ``dermoscopy.window_size`` (256 for ``remixformer_paper``), tiles come from the image resized to its
-``dermoscopy.image_size`` (1024; 2048 for large images), local views are 96/256 of the window.
+``dermoscopy.image_size`` (1024; 2048 for large images), local views are 96/256 of the window. For the
+clinical encoder a "window" is the whole photo resized to ``clinical.image_size``; the global views have
+the global encoder's input size (``clinical.global_size``) and the local views the LSM crop size
+(``clinical.crop_size``), the two scales the encoder sees in the model.
+
+Images come from folders (``windows.images``) or from a data set's cases (``data`` with
+``data_splits``): the same loader, split protocol, fold and seed as a training run, so pretraining can
+be kept off that run's test cases (``test`` is refused in ``data_splits``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 
 LOCAL_FRACTION = 96 / 256  # DINO's local views (96^2) relative to its global views (the paper's 256^2)
 
@@ -28,7 +36,11 @@ class BackboneConfig:
     strictly into that preset's T_phi1."""
 
     preset: str = "remixformer_paper"  # remixformer_paper: ViT-S/16 on 256^2; remixformer_small: width 64
+    # which encoder of the preset: the dermoscopy window encoder T_phi1 (the paper's DINO), or the
+    # clinical branch's CLS-Swin encoder G (whose stages 1-3 L shares; L's stage 4 starts as G's)
+    encoder: Literal["window_encoder", "clinical_encoder"] = "window_encoder"
     dermoscopy: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's dermoscopy section
+    clinical: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's clinical section
     init_weights: str | None = "timm:vit_small_patch16_224.dino"  # or a file; null: from scratch
     drop_path_rate: float | None = None  # student's stochastic depth; null: the preset's (0.1). Teacher: 0
 
@@ -181,6 +193,30 @@ class PretrainConfig:
     dino: DINOConfig = field(default_factory=DINOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: PretrainTrainerConfig = field(default_factory=PretrainTrainerConfig)
+    # images of a data set's cases instead of folders: the data section of a training run (same
+    # protocol, fold and seed give the same split), and which of its splits to take images from
+    data: DataConfig | None = None
+    data_splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    # which images of the data set's cases: null = the encoder's own (D for the window encoder, C for the
+    # clinical encoder); D for a clinical encoder reads dermoscopy images (skin images as a stand-in)
+    data_modality: Literal["C", "D"] | None = None
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.data_splits) - {"train", "val"})
+        if bad:
+            raise ValueError(
+                f"data_splits may name train and val only, got {bad}: pretraining on test cases would leak "
+                "them into every model that starts from the export"
+            )
+        if not self.data_splits:
+            raise ValueError("data_splits is empty: name train and/or val")
+
+    @property
+    def modality(self) -> str:
+        """The modality of a data set's images to read: ``data_modality``, else the encoder's own."""
+        if self.data_modality:
+            return self.data_modality
+        return "C" if self.backbone.encoder == "clinical_encoder" else "D"
 
 
 # Keys that may differ between a run and its --resume: they do not change what is computed. (The number
@@ -193,6 +229,8 @@ RESUMABLE_CHANGES = (
     "windows.num_workers",
     "windows.scan_workers",
     "windows.images",
+    "data.root",
+    "data.num_workers",
 )
 
 
@@ -208,8 +246,22 @@ def dermoscopy_config(cfg: PretrainConfig):
         raise ValueError(f"backbone: {e}") from e
 
 
+def clinical_config(cfg: PretrainConfig):
+    """The ``ClinicalConfig`` of the backbone preset with the overrides: the CLS-Swin being pretrained."""
+    from remixformer.models.registry import resolve_config
+
+    try:
+        return resolve_config(
+            cfg.backbone.preset, modalities="C", clinical=dict(cfg.backbone.clinical)
+        ).clinical
+    except ValueError as e:
+        raise ValueError(f"backbone: {e}") from e
+
+
 def resolve_sizes(cfg: PretrainConfig) -> PretrainConfig:
     """A copy of ``cfg`` with every ``null`` size filled in from the backbone preset (and checked)."""
+    if cfg.backbone.encoder == "clinical_encoder":
+        return _resolve_clinical_sizes(cfg)
     d = dermoscopy_config(cfg)
     w = cfg.windows
     window = w.window_size or d.window_size
@@ -237,4 +289,37 @@ def resolve_sizes(cfg: PretrainConfig) -> PretrainConfig:
     for name, size in (("windows.resize_size", resize), ("windows.large_resize_size", large)):
         if size % window:
             raise ValueError(f"{name} ({size}) must be a multiple of the window size {window} (tiles)")
+    return dataclasses.replace(cfg, windows=windows, crops=crops)
+
+
+def _resolve_clinical_sizes(cfg: PretrainConfig) -> PretrainConfig:
+    """Clinical encoder: one "window" per photo (resized to ``clinical.image_size``), global views at the
+    global encoder's input size, local views at the LSM crop size; both must suit CLS-Swin's stages."""
+    c = clinical_config(cfg)
+    w = cfg.windows
+    window = w.window_size or c.image_size
+    resize = w.resize_size or window
+    windows = dataclasses.replace(
+        w,
+        window_size=window,
+        resize_size=resize,
+        large_resize_size=w.large_resize_size or resize,
+        large_min_side=w.large_min_side or 10**9,  # photos are never tiled at a larger size
+    )
+    crops = dataclasses.replace(
+        cfg.crops,
+        global_size=cfg.crops.global_size or c.global_size,
+        local_size=cfg.crops.local_size or c.crop_size,
+    )
+    unit = c.patch_size * 2 ** (len(c.depths) - 1)
+    for name, size in (("crops.global_size", crops.global_size), ("crops.local_size", crops.local_size)):
+        if size % unit:
+            raise ValueError(
+                f"{name} ({size}) must be a multiple of {unit} (patch size {c.patch_size} times "
+                f"2^{len(c.depths) - 1} for the merges) for the CLS-Swin encoder"
+            )
+    if resize % window:
+        raise ValueError(
+            f"windows.resize_size ({resize}) must be a multiple of windows.window_size ({window})"
+        )
     return dataclasses.replace(cfg, windows=windows, crops=crops)

@@ -1,11 +1,18 @@
-"""Export of the teacher backbone as T_phi1 weights.
+"""Export of the teacher backbone as T_phi1 weights, or as clinical-encoder weights.
 
-The file is a timm-format ``VisionTransformer`` state dict (``cls_token``, ``pos_embed``,
+Window encoder: a timm-format ``VisionTransformer`` state dict (``cls_token``, ``pos_embed``,
 ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``) in safetensors, written atomically, with a JSON
 header (``remixformer.window_encoder``) that describes it: the architecture, the preset it belongs to,
 the run and the step. It loads strictly with ``create_model(preset, window_encoder_weights=PATH)`` or
 ``model.window_encoder_weights: PATH`` in a training config (``models.weights.load_window_encoder_weights``);
 the header is informative, the tensors alone are a plain timm ViT checkpoint.
+
+Clinical encoder: the CLS-Swin encoder G's state dict (timm Swin names plus ``cls_token`` and the
+merging's ``cls_norm``/``cls_reduction``), header ``remixformer.clinical_encoder``; it loads with
+``create_model(preset, clinical_weights=PATH)`` or ``model.clinical_weights: PATH``.
+
+Both headers record the images the run saw (``pretrained_on``): folders, or a data set with its split
+protocol, fold, seed and splits, so a training run can tell whether its test cases were among them.
 """
 
 from __future__ import annotations
@@ -17,16 +24,41 @@ from typing import Any
 from torch import nn
 
 from remixformer.config import to_dict
-from remixformer.pretrain.config import PretrainConfig, dermoscopy_config
+from remixformer.pretrain.config import PretrainConfig, clinical_config, dermoscopy_config
 from remixformer.serialization import read_safetensors, save_tensors
 
 FORMAT = "remixformer-window-encoder"
 VERSION = "1"
 HEADER_KEY = "remixformer.window_encoder"
+CLINICAL_FORMAT = "remixformer-clinical-encoder"
+CLINICAL_HEADER_KEY = "remixformer.clinical_encoder"
 EXPORT_NAME = "teacher_backbone.safetensors"
 
 
 def describe(cfg: PretrainConfig, **extra: Any) -> dict[str, Any]:
+    if cfg.backbone.encoder == "clinical_encoder":
+        c = clinical_config(cfg)
+        return {
+            "what": "DINO teacher backbone (the clinical branch's CLS-Swin encoder G)",
+            "architecture": {
+                "class": "remixformer.models.cls_swin.CLSSwinEncoder",
+                "patch_size": c.patch_size,
+                "embed_dim": c.embed_dim,
+                "depths": list(c.depths),
+                "num_heads": list(c.num_heads),
+                "window_size": c.window_size,
+                "ref_size": c.ref_size,
+                "conv_stem": c.conv_stem,
+            },
+            "preset": cfg.backbone.preset,
+            "clinical_overrides": dict(cfg.backbone.clinical),
+            "use": (
+                f"create_model({cfg.backbone.preset!r}, ..., clinical_weights=PATH) or "
+                "model.clinical_weights: PATH in a training config"
+            ),
+            "pretrain_config": to_dict(cfg),
+            **extra,
+        }
     d = dermoscopy_config(cfg)
     return {
         "what": "DINO teacher backbone (T_phi1 window encoder)",
@@ -54,15 +86,19 @@ def describe(cfg: PretrainConfig, **extra: Any) -> dict[str, Any]:
 
 def export_backbone(backbone: nn.Module, path: str | Path, cfg: PretrainConfig, **extra: Any) -> Path:
     """Write ``backbone``'s state dict (timm names) to ``path`` with the describing header."""
+    clinical = cfg.backbone.encoder == "clinical_encoder"
     meta = {
-        "format": FORMAT,
+        "format": CLINICAL_FORMAT if clinical else FORMAT,
         "format_version": VERSION,
-        HEADER_KEY: json.dumps(describe(cfg, **extra)),
+        (CLINICAL_HEADER_KEY if clinical else HEADER_KEY): json.dumps(describe(cfg, **extra)),
     }
     return save_tensors(path, backbone.state_dict(), meta)
 
 
 def read_export_info(path: str | Path) -> dict[str, Any]:
-    """The JSON header of an export (``{}`` for a plain ViT state dict without one)."""
+    """The JSON header of an export (``{}`` for a plain state dict without one)."""
     _, meta = read_safetensors(path)
-    return json.loads(meta[HEADER_KEY]) if HEADER_KEY in meta else {}
+    for key in (HEADER_KEY, CLINICAL_HEADER_KEY):
+        if key in meta:
+            return json.loads(meta[key])
+    return {}

@@ -1,9 +1,11 @@
-"""The DINO meta-architecture (dinov2's ``SSLMetaArch``, in small): student and teacher, each a ViT
+"""The DINO meta-architecture (dinov2's ``SSLMetaArch``, in small): student and teacher, each a
 backbone and a projection head, the loss with its centre, and the EMA update of the teacher.
 
 The backbone is exactly ``WindowEncoder.vit`` of the chosen model preset (same timm class, sizes and
 parameter names), built with ``dynamic_img_size`` so one network takes the 256^2 global and 96^2 local
-views (position embeddings resampled bicubically, as DINO interpolates them). The teacher receives no
+views (position embeddings resampled bicubically, as DINO interpolates them); or, with
+``backbone.encoder: clinical_encoder``, the preset's CLS-Swin encoder G, whose class token is the output
+(it takes the global view size and the LSM crop size, as in the model). The teacher receives no
 gradient: its parameters have ``requires_grad=False`` and it runs under ``no_grad``; it moves only by
 :meth:`DINOMetaArch.update_teacher`.
 """
@@ -16,19 +18,35 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from remixformer.pretrain.config import PretrainConfig, dermoscopy_config
+from remixformer.pretrain.config import PretrainConfig, clinical_config, dermoscopy_config
 from remixformer.pretrain.heads import DINOHead
 from remixformer.pretrain.loss import DINOLoss, entropy_stats
 
 log = logging.getLogger(__name__)
 
 
-def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> VisionTransformer:
-    """The preset's T_phi1 ViT (``WindowEncoder`` arguments) that also accepts other input sizes."""
+def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> nn.Module:
+    """The preset's T_phi1 ViT (``WindowEncoder`` arguments) that also accepts other input sizes, or its
+    clinical CLS-Swin encoder G."""
     from timm.layers import PatchEmbed
 
     from remixformer.layers.stem import ConvStemPatchEmbed
 
+    if cfg.backbone.encoder == "clinical_encoder":
+        from remixformer.models.cls_swin import CLSSwinEncoder
+
+        c = clinical_config(cfg)
+        return CLSSwinEncoder(
+            patch_size=c.patch_size,
+            embed_dim=c.embed_dim,
+            depths=c.depths,
+            num_heads=c.num_heads,
+            window_size=c.window_size,
+            ref_size=c.ref_size,
+            mlp_ratio=c.mlp_ratio,
+            drop_path_rate=c.drop_path_rate if drop_path_rate is None else drop_path_rate,
+            conv_stem=c.conv_stem,
+        )
     d = dermoscopy_config(cfg)
     return VisionTransformer(
         img_size=d.window_size,
@@ -46,26 +64,46 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
     )
 
 
+def backbone_width(backbone: nn.Module) -> int:
+    return backbone.embed_dim if isinstance(backbone, VisionTransformer) else backbone.num_features
+
+
+def class_token(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The backbone's class-token output (n, d): the ViT's first token, or CLS-Swin's normed class token."""
+    if isinstance(backbone, VisionTransformer):
+        return backbone.forward_features(images)[:, 0]
+    return backbone(images)[0]
+
+
 class Encoder(nn.Module):
     """Backbone + head: views -> class token -> prototype logits. Views of one size go through the
     backbone together (DINO's ``MultiCropWrapper``), the head runs once on all of them."""
 
-    def __init__(self, backbone: VisionTransformer, head: DINOHead) -> None:
+    def __init__(self, backbone: nn.Module, head: DINOHead) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
 
     def forward(self, *groups: torch.Tensor) -> torch.Tensor:
-        cls = [self.backbone.forward_features(g)[:, 0] for g in groups if g.numel()]  # each: n_g, d
+        cls = [class_token(self.backbone, g) for g in groups if g.numel()]  # each: n_g, d
         return self.head(torch.cat(cls))  # sum n_g, K
 
 
-def load_backbone_weights(backbone: VisionTransformer, source: str) -> list[str]:
+def load_backbone_weights(backbone: nn.Module, source: str) -> list[str]:
     """ViT weights (``timm:<name>``, a DINO checkpoint, a timm state dict or our export) into
-    ``backbone`` strictly, position embeddings resized to its grid. Returns the dropped entries (heads)."""
+    ``backbone`` strictly, position embeddings resized to its grid; or, for a CLS-Swin backbone, an
+    export of a clinical-encoder pretraining. Returns the dropped entries (heads)."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    from remixformer.models.weights import WeightLoadError, check_patch_embedding, read_state_dict
+    from remixformer.models.weights import (
+        WeightLoadError,
+        check_patch_embedding,
+        load_cls_swin_encoder,
+        read_state_dict,
+    )
+
+    if not isinstance(backbone, VisionTransformer):
+        return load_cls_swin_encoder(backbone, source).dropped
 
     raw = read_state_dict(source, "vit_small_patch16_224.dino")
     dropped = sorted(k for k in raw if k.startswith("head"))
@@ -98,7 +136,7 @@ class DINOMetaArch(nn.Module):
         super().__init__()
         h = cfg.head
         student_backbone = build_backbone(cfg, cfg.backbone.drop_path_rate)
-        dim = student_backbone.embed_dim
+        dim = backbone_width(student_backbone)
         self.student = Encoder(
             student_backbone,
             DINOHead(dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer),
@@ -165,7 +203,8 @@ class DINOMetaArch(nn.Module):
         for name, p in self.student.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim <= 1 or name.endswith(("cls_token", "pos_embed")) else decay).append(p)
+            no_wd = name.endswith(("cls_token", "pos_embed", "relative_position_bias_table"))
+            (no_decay if p.ndim <= 1 or no_wd else decay).append(p)
         return [
             {"params": decay, "apply_wd": True},
             {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},

@@ -1,4 +1,5 @@
 """One DINO pretraining run: window index, student/teacher, the shared Lightning trainer, export.
+The backbone is the window encoder T_phi1 or the clinical CLS-Swin encoder (``backbone.encoder``).
 
 Run directory (``<output_dir>/<name>`` unless given)::
 
@@ -66,7 +67,7 @@ def pretrain(
     from remixformer.pretrain.callbacks import STATE_FILE, CollapseGuard, PretrainCheckpoint, epoch_metric
     from remixformer.pretrain.meta_arch import DINOMetaArch
     from remixformer.pretrain.module import DINOModule, WindowDataModule
-    from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index
+    from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index, dataset_images
     from remixformer.training.callbacks import EpochMetrics, ProgressBar
     from remixformer.training.trainer import build_trainer
 
@@ -94,8 +95,23 @@ def pretrain(
         log.info(
             "resuming with the stored window index: %d windows from %d images", len(index), len(index.images)
         )
+    elif cfg.data is not None:
+        found, source = dataset_images(cfg.data, cfg.data_splits, cfg.modality)
+        log.info(
+            "%s images of %d %s case(s) of %s (%s split, fold %s; its %d test cases left out)",
+            source["images"],
+            source["cases"],
+            "/".join(cfg.data_splits),
+            source["dataset"],
+            cfg.data.protocol,
+            cfg.data.fold,
+            source["test_cases_excluded"],
+        )
+        index = build_index(cfg.windows, cfg.seed, found)
+        index.info["source"] = source
     else:
         index = build_index(cfg.windows, cfg.seed)
+        index.info["source"] = {"folders": [str(Path(f).resolve()) for f in cfg.windows.images]}
 
     handler = None
     if is_rank_zero():
@@ -129,7 +145,9 @@ def pretrain(
         dataset = WindowDataset(
             index, MultiCrop(cfg.crops), seed=cfg.seed, max_image_pixels=cfg.windows.max_image_pixels
         )
-        checkpoint = PretrainCheckpoint(run_dir, {"run": cfg.name, "windows": len(index)})
+        checkpoint = PretrainCheckpoint(
+            run_dir, {"run": cfg.name, "windows": len(index), "pretrained_on": index.info.get("source", {})}
+        )
         guard = CollapseGuard(cfg.dino.collapse_low, cfg.dino.collapse_high, cfg.dino.collapse_patience)
         cbs: list = [checkpoint, guard, EpochMetrics(run_dir)]
         if cfg.trainer.progress_bar:

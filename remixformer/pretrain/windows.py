@@ -67,6 +67,58 @@ def find_images(folders: Sequence[str | os.PathLike], extensions: Sequence[str])
     return found
 
 
+def dataset_images(data_cfg: Any, splits: Sequence[str], modality: str) -> tuple[dict[Path, str], dict]:
+    """The ``modality`` images (``C`` or ``D``) of a data set's cases in ``splits``, split as a training
+    run with the same data section splits it (protocol, fold, validation share, seed): the images of its
+    test cases are never among them. Returns path -> key (relative to the data root) and a description
+    for the run's ``data.json`` and the export header."""
+    from remixformer.data.registry import load_dataset
+    from remixformer.data.splits import splits_from_config
+
+    if "test" in splits:
+        raise ValueError("data_splits may not include test: pretraining would see the test images")
+    table = load_dataset(data_cfg)
+    parts = splits_from_config(table, data_cfg)
+    root = Path(table.root or data_cfg.root).resolve()
+    found: dict[Path, str] = {}
+    cases = 0
+    for split in splits:
+        for i in parts.get(split, []):
+            paths = table.cases[i].images(modality)
+            cases += bool(paths)
+            for p in paths:
+                path = Path(p).resolve()
+                try:
+                    key = path.relative_to(root).as_posix()
+                except ValueError:
+                    key = path.as_posix()
+                found.setdefault(path, key)
+    test_images = {Path(p).resolve() for i in parts.get("test", []) for p in table.cases[i].images(modality)}
+    overlap = test_images & set(found)
+    if overlap:  # a test case sharing an image file with a training case (a data set defect)
+        raise ValueError(
+            f"{table.name}: {len(overlap)} image(s) belong to both test and {'/'.join(splits)} cases "
+            f"(e.g. {sorted(overlap)[0]}); fix the data set's groups before pretraining on it"
+        )
+    info = {
+        "dataset": table.name,
+        "root": str(root),
+        "protocol": data_cfg.protocol,
+        "n_folds": data_cfg.n_folds,
+        "fold": data_cfg.fold,
+        "val_fraction": data_cfg.val_fraction,
+        "seed": data_cfg.seed,
+        "splits": list(splits),
+        "modality": modality,
+        "cases": cases,
+        "images": len(found),
+        "test_cases_excluded": len(parts.get("test", [])),
+    }
+    if not found:
+        raise ValueError(f"{table.name}: no {modality} images in the {'/'.join(splits)} cases")
+    return found, info
+
+
 def discover_images(folders: Sequence[str | os.PathLike], extensions: Sequence[str]) -> list[Path]:
     """Image files under ``folders`` (recursively, sorted, absolute, no duplicates)."""
     return sorted(find_images(folders, extensions))
@@ -239,9 +291,10 @@ class WindowIndex:
         return cls(list(images), as_int(ids), as_int(lefts), as_int(tops), as_int(sizes), size, info)
 
 
-def build_index(cfg: WindowsConfig, seed: int = 0) -> WindowIndex:
-    """Discover the images of ``cfg.images``, read each once, and list their windows (see module doc)."""
-    found = find_images(cfg.images, cfg.extensions)
+def build_index(cfg: WindowsConfig, seed: int = 0, found: dict[Path, str] | None = None) -> WindowIndex:
+    """Discover the images of ``cfg.images`` (or take ``found``: path -> key, see :func:`dataset_images`),
+    read each once, and list their windows (see module doc)."""
+    found = find_images(cfg.images, cfg.extensions) if found is None else found
     files = sorted(found)
     if not files:
         raise ValueError(f"no images with extensions {cfg.extensions} under {list(cfg.images)}")
