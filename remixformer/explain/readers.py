@@ -243,38 +243,45 @@ class ReaderComparison:
             }
         )
 
-    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write readers_roc.png, readers_accuracy.png, reader_points.csv, reader_accuracy.csv,
-        reader_groups.csv and readers.json into ``out_dir``; returns ``{name: path}``."""
-        from remixformer.evaluation.plots import plot_roc_curves, save_figure
-        from remixformer.explain.figures import plot_reader_accuracy
+    def roc_figure(self, title: str | None = None) -> Any:
+        """The model's ROC curves (one panel per class, or the one class) with the readers' points."""
+        from remixformer.evaluation.plots import plot_roc_curves
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
         ops = self.operating_points()
         if self.focus is not None:
             c = self.classes.index(self.focus)
-            fig = plot_roc_curves(
+            return plot_roc_curves(
                 (self.y_true == c).astype(np.float64)[:, None],
                 self.probs[:, [c]],
                 [self.focus],
                 operating_points=ops,
-                title=f"{self.focus} vs rest: model ROC and readers ({len(self.case_ids)} cases)",
+                title=title or f"{self.focus} vs rest: model ROC and readers ({len(self.case_ids)} cases)",
             )
-        else:
-            fig = plot_roc_curves(
-                self.y_true,
-                self.probs,
-                self.classes,
-                operating_points=ops,
-                panels=True,
-                title=f"Model ROC per class and readers ({len(self.case_ids)} cases)",
-            )
-        written["readers_roc.png"] = save_figure(fig, out / "readers_roc.png")
-        written["readers_accuracy.png"] = save_figure(
-            plot_reader_accuracy(self.reader_accuracy, self.model["accuracy"]), out / "readers_accuracy.png"
+        return plot_roc_curves(
+            self.y_true,
+            self.probs,
+            self.classes,
+            operating_points=ops,
+            panels=True,
+            title=title or f"Model ROC per class and readers ({len(self.case_ids)} cases)",
         )
+
+    def accuracy_figure(self, title: str | None = None) -> Any:
+        """Each reader's accuracy, a box per group, and the model's (Fig. 11b, right)."""
+        from remixformer.explain.figures import plot_reader_accuracy
+
+        return plot_reader_accuracy(self.reader_accuracy, self.model["accuracy"], title=title)
+
+    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write readers_roc.png, readers_accuracy.png, reader_points.csv, reader_accuracy.csv,
+        reader_groups.csv and readers.json into ``out_dir``; returns ``{name: path}``."""
+        from remixformer.evaluation.plots import save_figure
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        written["readers_roc.png"] = save_figure(self.roc_figure(), out / "readers_roc.png")
+        written["readers_accuracy.png"] = save_figure(self.accuracy_figure(), out / "readers_accuracy.png")
         written["reader_points.csv"] = _write_rows(
             out / "reader_points.csv",
             [
