@@ -514,6 +514,7 @@ def create_app(
             settings=study.settings(),
             counts=study.counts(),
             progress=study.progress(),
+            cases=study.case_rows(),
             max_upload=_size(max_upload_bytes),
             **admin_area(),
             **extra,

@@ -175,7 +175,7 @@ def shown_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
 
 
@@ -217,7 +217,7 @@ class StudyDatabase:
         self.shown_url = shown_url(self.url)
         try:
             dialect = make_url(self.url).get_backend_name()
-        except ArgumentError as e:
+        except (ArgumentError, ValueError) as e:
             raise StudyDatabaseError(
                 f"{self.url!r} is not a database URL ({e}); expected e.g. sqlite:///study.db"
             ) from None

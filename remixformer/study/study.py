@@ -743,6 +743,29 @@ class Study:
             for row in rows
         ]
 
+    def case_rows(self) -> list[dict[str, Any]]:
+        """Per case (manifest order): number, case id, label and images per modality (admin only)."""
+        with self.db.read() as conn:
+            counts = {
+                (r.case_ref, r.modality): r.n
+                for r in conn.execute(
+                    select(
+                        images_table.c.case_ref, images_table.c.modality, func.count().label("n")
+                    ).group_by(images_table.c.case_ref, images_table.c.modality)
+                )
+            }
+            rows = conn.execute(select(cases_table).order_by(cases_table.c.position)).mappings().all()
+        return [
+            {
+                "number": r["position"] + 1,
+                "case_id": r["case_id"],
+                "label": r["label"],
+                "clinical": counts.get((r["id"], "C"), 0),
+                "dermoscopy": counts.get((r["id"], "D"), 0),
+            }
+            for r in rows
+        ]
+
     def labels(self) -> dict[str, str | None]:
         """case id -> true diagnosis (admin only)."""
         with self.db.read() as conn:
