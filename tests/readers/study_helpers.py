@@ -6,7 +6,11 @@ import csv
 import html
 import json
 import re
+import socket
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +137,27 @@ def predictions_csv(case_ids, labels, classes=CLASSES, right=True) -> str:
     preds = Predictions(list(case_ids), [TaskSpec("diag", tuple(classes))], {"diag": p}, {"diag": y})
     with tempfile.TemporaryDirectory() as d:
         return preds.to_csv(Path(d) / "predictions.csv").read_text()
+
+
+@contextmanager
+def running(app):
+    """``app`` served by uvicorn in a thread on a free local port; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
