@@ -22,7 +22,10 @@ from study_helpers import PASSWORD, csrf_of, current_step, make_study, simple_ro
 from remixformer.study import Study, StudyDatabase
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+pytestmark = [
+    pytest.mark.slow,  # two server processes start (each imports torch): 17-28 s on 2 shared cores
+    pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals"),
+]
 
 
 class Server:
