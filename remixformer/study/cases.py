@@ -169,7 +169,7 @@ def cases_from_manifest(
             + ", ".join(f"{cid} ({why})" for cid, why in left_out[:20])
             + (" ..." if len(left_out) > 20 else "")
         )
-        log.warning("%s: %s", manifest, notes[-1])
+        log.info("%s: %s", manifest, notes[-1])
     if max_cases is not None:
         if max_cases < 1:
             raise ValueError(f"max_cases must be at least 1, got {max_cases}")

@@ -363,3 +363,19 @@ def test_comparison_with_the_model(study):
     }
     assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in result.figures.values())
     assert json.dumps(result.comparison.to_dict())  # JSON-safe
+
+
+def test_the_data_layer_and_the_models_stay_below_the_study():
+    """No module of data/ or models/ (nor the analysis of explain/) imports the study application."""
+    from pathlib import Path
+
+    import remixformer
+
+    root = Path(remixformer.__file__).parent
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("data", "models", "explain", "evaluation")
+        for path in (root / folder).rglob("*.py")
+        if "remixformer.study" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
