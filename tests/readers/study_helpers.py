@@ -67,15 +67,15 @@ def simple_rows(n: int = 3) -> list[dict]:
     ]
 
 
-def make_study(tmp_path: Path, rows: list[dict] | None = None, *, db_name="study.db", **kw):
-    """A study (SQLite file in ``tmp_path``) of ``rows`` (default: 3 complete cases)."""
+def make_study(tmp_path: Path, rows: list[dict] | None = None, *, db_name="study.db", url=None, **kw):
+    """A study of ``rows`` (default: 3 complete cases) in ``url`` (default: a SQLite file in ``tmp_path``)."""
     from remixformer.study import Study, StudyDatabase, cases_from_manifest
     from remixformer.study.cases import DEFAULT_STAGES
 
     manifest = write_manifest(tmp_path / "data", rows if rows is not None else simple_rows())
     stages = kw.pop("stages", DEFAULT_STAGES)
     prepared = cases_from_manifest(manifest, stages=stages)
-    db = StudyDatabase(f"sqlite:///{tmp_path / db_name}", create=True)
+    db = StudyDatabase(url or f"sqlite:///{tmp_path / db_name}", create=True)
     study = Study.create(db, prepared, name=kw.pop("name", "Test study"), stages=stages, **kw)
     return study
 
