@@ -259,9 +259,15 @@ def create_app(
         session's (skipped for the admin's bearer-token requests, which carry no cookie)."""
         origin = request.headers.get("origin")
         if origin is not None:
-            host = request.headers.get("host", "")
-            if origin == "null" or urlsplit(origin).netloc != host:
-                raise Refused(403, f"a form sent from another site ({origin}) is refused")
+            allowed = {request.headers.get("host", "")} | (
+                {urlsplit(public_url).netloc} if public_url else set()
+            )
+            if origin == "null" or urlsplit(origin).netloc not in allowed:
+                raise Refused(
+                    403,
+                    f"a form sent from another site ({origin}) is refused"
+                    + ("" if public_url else "; behind a proxy, give the server --public-url"),
+                )
         if how == "bearer":
             return
         if not security.same_secret(form.fields.get("csrf"), request.session.get("csrf")):

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
 
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 DEFAULT_STAGES = ("C", "CM", "CDM")
 LETTERS = "CDM"
 LETTER_WORDS = {"C": "clinical photo", "D": "dermoscopy", "M": "metadata"}
-IMAGE_LETTERS = {"clinical": "C", "dermoscopy": "D"}
 DEFAULT_MAX_SIDE = 2048
 JPEG_QUALITY = 95
 
@@ -228,12 +226,3 @@ def encode_image(
         img.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
         media_type = "image/jpeg"
     return EncodedImage(media_type, img.width, img.height, buf.getvalue())
-
-
-def describe_sources(cases: Sequence[StudyCase]) -> dict[str, Any]:
-    """Counts of cases and images, for messages."""
-    return {
-        "cases": len(cases),
-        "clinical": sum(len(c.clinical) for c in cases),
-        "dermoscopy": sum(len(c.dermoscopy) for c in cases),
-    }

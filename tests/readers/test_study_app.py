@@ -183,12 +183,24 @@ def test_cross_reader_and_cross_role_requests_get_403(study):
             headers={"Origin": "http://evil.example"},
         )
         assert r.status_code == 403 and "another site" in text(r)
-        # the admin's session is not a reader's
-        with client_for(study) as admin:
-            admin_sign_in(admin, study.admin_token)
-            assert admin.get("/read").status_code == 403
-            assert admin.get("/read/image/0/clinical/0").status_code == 403
-    assert [x.diagnosis for x in study.answers_of(a.id)] == ["MEL"] and study.answers_of(b.id) == []
+    # behind a proxy that rewrites Host, the public address is the site's own
+    with client_for(study, public_url="https://study.example.org") as proxied:
+        sign_in(proxied, "b001")
+        page = proxied.get("/read").text
+        form = {"csrf": csrf_of(page), "step": "0", "diagnosis": "NEV"}
+        bad = proxied.post("/read/answer", data=form, headers={"Origin": "https://evil.example.org"})
+        assert bad.status_code == 403
+        good = proxied.post(
+            "/read/answer", data=form, headers={"Origin": "https://study.example.org"}, follow_redirects=False
+        )
+        assert good.status_code == 303
+    # the admin's session is not a reader's
+    with client_for(study) as admin:
+        admin_sign_in(admin, study.admin_token)
+        assert admin.get("/read").status_code == 403
+        assert admin.get("/read/image/0/clinical/0").status_code == 403
+    assert [x.diagnosis for x in study.answers_of(a.id)] == ["MEL"]
+    assert [x.diagnosis for x in study.answers_of(b.id)] == ["NEV"]
 
 
 def test_a_new_link_ends_the_readers_sessions(study):
