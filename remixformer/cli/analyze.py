@@ -51,8 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rd = sp.add_parser(
         "readers",
         help="model ROC with readers' operating points and accuracies (Fig. 11b)",
-        description="Reader CSV columns: reader_id, group, case_id, answer (a class name). Predictions: "
-        "the predictions.csv written by `remixformer evaluate`.",
+        description="Reader CSV columns: reader_id, group, case_id, answer (a class name), optionally "
+        "stage (the modalities shown, e.g. C, CM, CDM; `remixformer readers export` writes it). "
+        "Predictions: the predictions.csv written by `remixformer evaluate`. A CSV with stages is "
+        "compared stage by stage (one folder per stage and a summary by stage) unless --stage picks one.",
     )
     rd.add_argument("--predictions", required=True, help="predictions.csv of remixformer evaluate")
     rd.add_argument("--readers", required=True, help="reader answers CSV")
@@ -64,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="model ROC on every case, not only those the readers answered",
     )
+    rd.add_argument("--stage", help="only the answers of this stage (a value of the CSV's stage column)")
     rd.add_argument("--out", required=True, help="output folder")
     rd.set_defaults(func=run_readers)
 
@@ -156,9 +159,16 @@ def run_readers(args: argparse.Namespace) -> int:
 
     preds = Predictions.read_csv(args.predictions).aggregate_by_case()
     study = read_reader_csv(args.readers, preds.diagnosis.classes, preds.case_ids)
+    if args.stage is not None:
+        if not study.stages:
+            raise ValueError(f"--stage {args.stage!r}: {args.readers} has no stage column")
+        study = study.for_stage(args.stage)
+    elif len(study.stages) > 1:
+        return _run_reader_stages(args, preds, study)
     cmp = compare_readers(preds, study, cls=args.cls, all_cases=args.all_cases)
     written = cmp.save(args.out)
-    print(f"{len(study.readers)} readers in {len(study.groups)} group(s), {len(cmp.case_ids)} cases")
+    stage = f" at stage {study.stages[0]}" if study.stages else ""
+    print(f"{len(study.readers)} readers in {len(study.groups)} group(s), {len(cmp.case_ids)} cases{stage}")
     print(f"  {'model':24s} accuracy {100 * cmp.model['accuracy']:.1f}%")
     for g in cmp.group_accuracy:
         print(
@@ -168,6 +178,33 @@ def run_readers(args: argparse.Namespace) -> int:
     for note in cmp.notes:
         print(f"note: {note}")
     print(f"wrote {', '.join(sorted(written))} to {args.out}")
+    return 0
+
+
+def _run_reader_stages(args: argparse.Namespace, preds, study) -> int:
+    from remixformer.explain.readers import compare_reader_stages
+
+    cmp = compare_reader_stages(preds, study, cls=args.cls, all_cases=args.all_cases)
+    written = cmp.save(args.out)
+    print(
+        f"{len(study.readers)} readers in {len(study.groups)} group(s), {len(study.case_ids)} cases, "
+        f"{len(study.stages)} stages"
+    )
+    print(f"  {'stage':8s} {'group':24s} accuracy")
+    for row in cmp.rows():
+        if row["group"] == "model":
+            print(f"  {row['stage']:8s} {'model':24s} {100 * row['mean_accuracy']:.1f}%")
+        else:
+            same = 100 * row["model_accuracy_same_cases"]
+            print(
+                f"  {row['stage']:8s} {row['group']:24s} {100 * row['mean_accuracy']:.1f}% (mean of "
+                f"{row['n_readers']} readers; model on their cases {same:.1f}%)"
+            )
+    for stage, one in cmp.by_stage.items():
+        for note in one.notes:
+            print(f"note: stage {stage}: {note}")
+    top = sorted(n for n in written if "/" not in n)
+    print(f"wrote {', '.join(top)} and one folder per stage to {args.out}")
     return 0
 
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "analyze",
     "predict",
     "serve",
+    "readers",
     "bench",
     "models",
 )

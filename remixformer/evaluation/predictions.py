@@ -12,6 +12,7 @@ trip is exact.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -250,6 +251,20 @@ class Predictions:
         path = Path(path)
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
+        return cls.from_csv_rows(rows, path, tasks)
+
+    @classmethod
+    def from_csv_text(
+        cls, text: str, source: str = "<text>", tasks: Sequence[TaskSpec] | None = None
+    ) -> Predictions:
+        """:meth:`read_csv` of a file's text (e.g. an upload); ``source`` names it in messages."""
+        return cls.from_csv_rows(list(csv.reader(io.StringIO(text, newline=""))), source, tasks)
+
+    @classmethod
+    def from_csv_rows(
+        cls, rows: list[list[str]], path: str | os.PathLike[str], tasks: Sequence[TaskSpec] | None = None
+    ) -> Predictions:
+        """The per-case CSV's rows (header first) parsed; ``path`` names the file in messages."""
         if not rows:
             raise ValueError(f"{path}: empty file, expected a header starting with {CASE_ID_COLUMN!r}")
         header = rows[0]

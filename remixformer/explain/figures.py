@@ -1,5 +1,5 @@
 """Figures of the explanations: LSM (Fig. 7), dermoscopy attention (Fig. 8), metadata importance
-(Fig. 10) and the readers' accuracy beside the model's (Fig. 11).
+(Fig. 10), the readers' accuracy beside the model's (Fig. 11b) and by reading stage (Fig. 11a).
 
 Built on matplotlib's Agg canvas directly, as :mod:`remixformer.evaluation.plots` (no ``pyplot``, no
 global state). Overlays are drawn on the original image, shrunk for display when its longer side
@@ -373,4 +373,58 @@ def plot_reader_accuracy(
     ax.set_xlim(-0.6, k + 0.6)
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(title or "Accuracy of the readers (+ = group mean) and of the model", fontsize=11)
+    return fig
+
+
+def plot_reader_stages(
+    readers: Sequence[Mapping[str, Any]],
+    stages: Sequence[str],
+    model_accuracy: Mapping[str, float],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Accuracy by reading stage (the paper's Fig. 11a): per group its mean over readers at each stage
+    joined by a line (error bar: standard deviation over readers), each reader as a small dot, and
+    the model's accuracy on each stage's cases as a red star joined by a dashed line.
+
+    ``readers``: rows with ``stage``, ``group``, ``accuracy`` (one per reader and stage).
+    """
+    groups = list(dict.fromkeys(r["group"] for r in readers))
+    fig = _new_figure(max(5.0, 1.4 * len(stages) + 2.5), 4.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(stages), dtype=np.float64)
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
+    width = 0.5 / max(1, len(groups))
+    for k, g in enumerate(groups):
+        offset = (k - (len(groups) - 1) / 2) * width
+        means, stds = [], []
+        for i, stage in enumerate(stages):
+            v = np.asarray(
+                [r["accuracy"] for r in readers if r["group"] == g and r["stage"] == stage], dtype=np.float64
+            )
+            v = 100 * v[~np.isnan(v)]
+            ax.scatter(
+                x[i] + offset + rng.uniform(-0.04, 0.04, v.size), v, s=10, color=f"C{k % 10}", alpha=0.5
+            )
+            means.append(v.mean() if v.size else np.nan)
+            stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
+        ax.errorbar(
+            x + offset, means, yerr=stds, color=f"C{k % 10}", marker="o", capsize=4, lw=1.5, label=str(g)
+        )
+    m = np.asarray([100 * float(model_accuracy.get(s, np.nan)) for s in stages])
+    ax.plot(
+        x, m, color="red", ls="--", lw=1, marker="*", markersize=14, markeredgecolor="black", label="model"
+    )
+    for i, v in enumerate(m):
+        if not np.isnan(v):
+            ax.annotate(
+                f"{v:.1f}", xy=(x[i], v), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8
+            )
+    ax.set_xticks(x, [str(s) or "(no stage)" for s in stages])
+    ax.set_xlim(-0.6, len(stages) - 0.4)
+    ax.set_xlabel("Reading stage (modalities shown)")
+    ax.set_ylabel("Top-1 accuracy (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "Readers' accuracy by stage (mean ± std over readers) and the model", fontsize=11)
     return fig

@@ -1,15 +1,18 @@
 """Reader study (the paper's Fig. 11b): the model's ROC curves against dermatologists' answers.
 
-Reader answers are a CSV with exactly the columns ``reader_id, group, case_id, answer`` (any order):
-one row per (reader, case), ``group`` the reader's level ("specialist", "resident", ...), ``answer``
-a diagnosis class name of the model. :func:`read_reader_csv` is strict: every problem raises
-:class:`ReaderFileError` naming the file, the 1-based line and the column.
+Reader answers are a CSV with the columns ``reader_id, group, case_id, answer`` (any order) and,
+optionally, ``stage``: one row per (reader, case[, stage]), ``group`` the reader's level
+("specialist", "resident", ...), ``answer`` a diagnosis class name of the model, ``stage`` the
+modalities the reader saw when answering (e.g. ``C``, ``CM``, ``CDM``, the paper's Fig. 11 reading
+order; ``remixformer readers export`` writes it). :func:`read_reader_csv` is strict: every problem
+raises :class:`ReaderFileError` naming the file, the 1-based line and the column.
 
 A reader's operating point on class ``c`` treats the answers as a one-vs-rest decision over the cases
 the reader answered: sensitivity = answered ``c`` among cases of class ``c``, specificity = answered
 something else among the other cases. A group's point is the mean of its readers' points (NaN-skipping).
 Accuracy is the share of correct answers; the model's accuracy (argmax, ties wrong) is given on all
-the study's cases and on each reader's own cases (a paired comparison).
+the study's cases and on each reader's own cases (a paired comparison). A file with stages is compared
+one stage at a time (:func:`compare_reader_stages`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from remixformer.keys import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 READER_COLUMNS = ("reader_id", "group", "case_id", "answer")
+STAGE_COLUMN = "stage"  # optional: the modalities shown when the reader answered (C, CM, CDM, ...)
 
 
 class ReaderFileError(ValueError):
@@ -43,6 +47,7 @@ class ReaderAnswer:
     case_id: str
     answer: str
     line: int  # 1-based line of the file
+    stage: str = ""  # "" when the file has no stage column
 
 
 @dataclass
@@ -66,6 +71,18 @@ class ReaderStudy:
     def case_ids(self) -> list[str]:
         return list(dict.fromkeys(a.case_id for a in self.answers))
 
+    @property
+    def stages(self) -> list[str]:
+        """Stages in order of first appearance; empty when the file has no stage column."""
+        return [s for s in dict.fromkeys(a.stage for a in self.answers) if s]
+
+    def for_stage(self, stage: str) -> ReaderStudy:
+        """The answers given at one stage (every answer of a file without stages for ``""``)."""
+        known = self.stages
+        if stage not in known and not (stage == "" and not known):
+            raise ValueError(f"{self.source}: no answers at stage {stage!r}; the stages are {known}")
+        return ReaderStudy([a for a in self.answers if a.stage == stage], self.classes, self.source)
+
 
 def read_reader_csv(
     path: str | os.PathLike[str], classes: Sequence[str], case_ids: Sequence[str] | None = None
@@ -74,8 +91,9 @@ def read_reader_csv(
 
     Rejected, with the file, line and column: missing, unknown or repeated columns; a row with too
     many or too few fields; an empty value; an answer that is not a class name; an unknown case id; a
-    second answer of a reader to a case; a reader listed in two groups; a file without answers.
-    Blank lines are skipped; surrounding spaces are removed.
+    second answer of a reader to a case (at the same stage, when there is a ``stage`` column); a reader
+    listed in two groups; a file without answers. Blank lines are skipped; surrounding spaces are
+    removed.
     """
     path = Path(path)
     classes = tuple(str(c) for c in classes)
@@ -106,7 +124,7 @@ def read_reader_csv(
         header = [h.strip() for h in header]
         repeated = sorted({h for h in header if header.count(h) > 1})
         missing = [c for c in READER_COLUMNS if c not in header]
-        extra = [h for h in header if h not in READER_COLUMNS]
+        extra = [h for h in header if h not in (*READER_COLUMNS, STAGE_COLUMN)]
         if repeated or missing or extra:
             parts = []
             if missing:
@@ -115,10 +133,16 @@ def read_reader_csv(
                 parts.append(f"unknown column(s) {extra}")
             if repeated:
                 parts.append(f"repeated column(s) {repeated}")
-            raise fail(header_line, None, "; ".join(parts) + f"; the columns are {list(READER_COLUMNS)}")
-        col = {name: header.index(name) for name in READER_COLUMNS}
+            raise fail(
+                header_line,
+                None,
+                "; ".join(parts)
+                + f"; the columns are {list(READER_COLUMNS)} and optionally {STAGE_COLUMN!r}",
+            )
+        columns = (*READER_COLUMNS, STAGE_COLUMN) if STAGE_COLUMN in header else READER_COLUMNS
+        col = {name: header.index(name) for name in columns}
         answers: list[ReaderAnswer] = []
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, str, str], int] = {}
         group_of: dict[str, tuple[str, int]] = {}
         while True:
             try:
@@ -133,10 +157,11 @@ def read_reader_csv(
             if len(row) != len(header):
                 raise fail(line, None, f"{len(row)} field(s), expected {len(header)} ({', '.join(header)})")
             values = {name: row[i].strip() for name, i in col.items()}
-            for name in READER_COLUMNS:
+            for name in columns:
                 if not values[name]:
                     raise fail(line, name, "empty value")
             rid, group, cid, answer = (values[c] for c in READER_COLUMNS)
+            stage = values.get(STAGE_COLUMN, "")
             if answer not in classes:
                 hint = f" (did you mean {lower[answer.lower()]!r}?)" if answer.lower() in lower else ""
                 raise fail(
@@ -144,17 +169,20 @@ def read_reader_csv(
                 )
             if known_cases is not None and cid not in known_cases:
                 raise fail(line, "case_id", f"unknown case id {cid!r} (not among the model's predictions)")
-            if (rid, cid) in seen:
+            if (rid, cid, stage) in seen:
+                at = f" at stage {stage!r}" if stage else ""
                 raise fail(
-                    line, "case_id", f"reader {rid!r} already answered case {cid!r} on line {seen[rid, cid]}"
+                    line,
+                    "case_id",
+                    f"reader {rid!r} already answered case {cid!r}{at} on line {seen[rid, cid, stage]}",
                 )
-            seen[rid, cid] = line
+            seen[rid, cid, stage] = line
             g, g_line = group_of.setdefault(rid, (group, line))
             if g != group:
                 raise fail(
                     line, "group", f"reader {rid!r} is in group {g!r} on line {g_line}, here {group!r}"
                 )
-            answers.append(ReaderAnswer(rid, group, cid, answer, line))
+            answers.append(ReaderAnswer(rid, group, cid, answer, line, stage))
     if not answers:
         raise ReaderFileError(f"{path}: no answers after the header")
     return ReaderStudy(answers, classes, str(path))
@@ -215,38 +243,45 @@ class ReaderComparison:
             }
         )
 
-    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write readers_roc.png, readers_accuracy.png, reader_points.csv, reader_accuracy.csv,
-        reader_groups.csv and readers.json into ``out_dir``; returns ``{name: path}``."""
-        from remixformer.evaluation.plots import plot_roc_curves, save_figure
-        from remixformer.explain.figures import plot_reader_accuracy
+    def roc_figure(self, title: str | None = None) -> Any:
+        """The model's ROC curves (one panel per class, or the one class) with the readers' points."""
+        from remixformer.evaluation.plots import plot_roc_curves
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
         ops = self.operating_points()
         if self.focus is not None:
             c = self.classes.index(self.focus)
-            fig = plot_roc_curves(
+            return plot_roc_curves(
                 (self.y_true == c).astype(np.float64)[:, None],
                 self.probs[:, [c]],
                 [self.focus],
                 operating_points=ops,
-                title=f"{self.focus} vs rest: model ROC and readers ({len(self.case_ids)} cases)",
+                title=title or f"{self.focus} vs rest: model ROC and readers ({len(self.case_ids)} cases)",
             )
-        else:
-            fig = plot_roc_curves(
-                self.y_true,
-                self.probs,
-                self.classes,
-                operating_points=ops,
-                panels=True,
-                title=f"Model ROC per class and readers ({len(self.case_ids)} cases)",
-            )
-        written["readers_roc.png"] = save_figure(fig, out / "readers_roc.png")
-        written["readers_accuracy.png"] = save_figure(
-            plot_reader_accuracy(self.reader_accuracy, self.model["accuracy"]), out / "readers_accuracy.png"
+        return plot_roc_curves(
+            self.y_true,
+            self.probs,
+            self.classes,
+            operating_points=ops,
+            panels=True,
+            title=title or f"Model ROC per class and readers ({len(self.case_ids)} cases)",
         )
+
+    def accuracy_figure(self, title: str | None = None) -> Any:
+        """Each reader's accuracy, a box per group, and the model's (Fig. 11b, right)."""
+        from remixformer.explain.figures import plot_reader_accuracy
+
+        return plot_reader_accuracy(self.reader_accuracy, self.model["accuracy"], title=title)
+
+    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write readers_roc.png, readers_accuracy.png, reader_points.csv, reader_accuracy.csv,
+        reader_groups.csv and readers.json into ``out_dir``; returns ``{name: path}``."""
+        from remixformer.evaluation.plots import save_figure
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        written["readers_roc.png"] = save_figure(self.roc_figure(), out / "readers_roc.png")
+        written["readers_accuracy.png"] = save_figure(self.accuracy_figure(), out / "readers_accuracy.png")
         written["reader_points.csv"] = _write_rows(
             out / "reader_points.csv",
             [
@@ -310,9 +345,16 @@ def compare_readers(
 
     ``cls``: one class for a one-vs-rest comparison (default: every class). The ROC curves use the
     cases the readers answered (``all_cases``: every case of the predictions). Cases whose true
-    diagnosis is unknown are left out with a note.
+    diagnosis is unknown are left out with a note. A study with several stages is compared one stage
+    at a time (:meth:`ReaderStudy.for_stage`, or :func:`compare_reader_stages`).
     """
     from remixformer.evaluation import metrics as M
+
+    if len(study.stages) > 1:
+        raise ValueError(
+            f"{study.source}: the answers are from {len(study.stages)} stages {study.stages}; "
+            "compare one stage at a time (--stage) or all of them with compare_reader_stages"
+        )
 
     preds = predictions.aggregate_by_case()
     task = preds.diagnosis
@@ -425,3 +467,104 @@ def compare_readers(
         model=model,
         notes=notes,
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stages (the paper's Fig. 11a reading order: photo, photo + metadata, all three)
+# ----------------------------------------------------------------------------------------------------
+
+STAGE_SUMMARY_COLUMNS = (
+    "stage",
+    "group",
+    "n_readers",
+    "n_answers",
+    "mean_accuracy",
+    "std_accuracy",
+    "model_accuracy_same_cases",
+)
+
+
+@dataclass
+class StageComparison:
+    """One :class:`ReaderComparison` per stage, in the stages' order, and their summary."""
+
+    by_stage: dict[str, ReaderComparison]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per stage and group: readers, answers, mean and std accuracy, the model's on their cases;
+        then per stage the model's accuracy on the stage's cases (group ``model``)."""
+        out = []
+        for stage, cmp in self.by_stage.items():
+            for g in cmp.group_accuracy:
+                n = sum(r["n_cases"] for r in cmp.reader_accuracy if r["group"] == g["group"])
+                out.append({"stage": stage, **g, "n_answers": n})
+            out.append(
+                {
+                    "stage": stage,
+                    "group": "model",
+                    "n_readers": "",
+                    "n_answers": cmp.model["n_cases"],
+                    "mean_accuracy": cmp.model["accuracy"],
+                    "std_accuracy": float("nan"),
+                    "model_accuracy_same_cases": cmp.model["accuracy"],
+                }
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        from remixformer.evaluation.report import to_jsonable
+
+        return to_jsonable(
+            {
+                "stages": list(self.by_stage),
+                "summary": self.rows(),
+                "by_stage": {k: v.to_dict() for k, v in self.by_stage.items()},
+            }
+        )
+
+    def figure(self, title: str | None = None) -> Any:
+        """Accuracy by stage: each group's mean (error bar: std over readers), each reader as a dot,
+        the model on the study's cases as a dashed line (the paper's Fig. 11a)."""
+        from remixformer.explain.figures import plot_reader_stages
+
+        readers = [{**r, "stage": stage} for stage, cmp in self.by_stage.items() for r in cmp.reader_accuracy]
+        model = {stage: cmp.model["accuracy"] for stage, cmp in self.by_stage.items()}
+        return plot_reader_stages(readers, list(self.by_stage), model, title=title)
+
+    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Each stage's files (:meth:`ReaderComparison.save`) in ``<out>/<stage>/``, plus
+        ``reader_stages.csv``, ``readers_stages.png`` and ``reader_stages.json`` in ``out``."""
+        from remixformer.evaluation.plots import save_figure
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for stage, cmp in self.by_stage.items():
+            folder = stage_folder(stage)
+            for name, path in cmp.save(out / folder).items():
+                written[f"{folder}/{name}"] = path
+        written["reader_stages.csv"] = _write_rows(
+            out / "reader_stages.csv", STAGE_SUMMARY_COLUMNS, self.rows()
+        )
+        written["readers_stages.png"] = save_figure(self.figure(), out / "readers_stages.png")
+        path = out / "reader_stages.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        written["reader_stages.json"] = path
+        return written
+
+
+def stage_folder(stage: str) -> str:
+    """A folder name for a stage: letters, digits, ``-`` and ``_`` kept, anything else ``_``."""
+    name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in stage)
+    return f"stage_{name}"
+
+
+def compare_reader_stages(
+    predictions: Any, study: ReaderStudy, *, cls: str | None = None, all_cases: bool = False
+) -> StageComparison:
+    """:func:`compare_readers` at every stage of ``study`` (a file without stages is one stage ``""``)."""
+    by_stage = {
+        stage: compare_readers(predictions, study.for_stage(stage), cls=cls, all_cases=all_cases)
+        for stage in study.stages or [""]
+    }
+    return StageComparison(by_stage)

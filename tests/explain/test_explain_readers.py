@@ -135,3 +135,74 @@ def test_analyze_readers_command(tmp_path, capsys):
         == 2
     )
     assert "line 10, column 'answer'" in capsys.readouterr().err
+
+
+STAGED = [
+    "reader_id,group,case_id,stage,answer",
+    "r1,specialist,c0,C,MEL",  # wrong, then right with more to see
+    "r1,specialist,c0,CM,BCC",
+    "r1,specialist,c1,C,MEL",
+    "r1,specialist,c1,CM,MEL",
+    "r2,resident,c0,C,NEV",
+    "r2,resident,c0,CM,NEV",
+]
+
+
+def test_reader_csv_with_a_stage_column(tmp_path):
+    preds = _predictions()
+    study = read_reader_csv(_write(tmp_path / "r.csv", STAGED), CLASSES, preds.case_ids)
+    assert study.stages == ["C", "CM"]
+    assert [a.stage for a in study.answers] == ["C", "CM", "C", "CM", "C", "CM"]
+    with pytest.raises(ValueError, match=r"2 stages \['C', 'CM'\]; compare one stage at a time"):
+        compare_readers(preds, study)
+    c_only = compare_readers(preds, study.for_stage("C"))
+    assert {r["reader_id"]: r["accuracy"] for r in c_only.reader_accuracy} == {"r1": 0.5, "r2": 0.0}
+    with pytest.raises(ValueError, match=r"no answers at stage 'CDM'; the stages are \['C', 'CM'\]"):
+        study.for_stage("CDM")
+
+    from remixformer.explain.readers import compare_reader_stages
+
+    cmp = compare_reader_stages(preds, study)
+    rows = {(r["stage"], r["group"]): r for r in cmp.rows()}
+    assert (
+        rows["C", "specialist"]["mean_accuracy"] == 0.5 and rows["CM", "specialist"]["mean_accuracy"] == 1.0
+    )
+    assert rows["CM", "specialist"]["n_answers"] == 2 and rows["CM", "model"]["mean_accuracy"] == 1.0
+    written = cmp.save(tmp_path / "out")
+    assert {
+        "reader_stages.csv",
+        "readers_stages.png",
+        "stage_C/readers_roc.png",
+        "stage_CM/readers.json",
+    } <= set(written)
+    assert json.loads((tmp_path / "out" / "reader_stages.json").read_text())["stages"] == ["C", "CM"]
+
+
+@pytest.mark.parametrize(
+    "lines, line, column, what",
+    [
+        (["reader_id,group,case_id,stage,answer", "r1,s,c0,C,BCC", "r1,s,c0,C,MEL"], 3, "case_id",
+         "already answered case 'c0' at stage 'C' on line 2"),
+        (["reader_id,group,case_id,stage,answer", "r1,s,c0,,BCC"], 2, "stage", "empty value"),
+    ],
+)  # fmt: skip
+def test_reader_csv_stage_errors(tmp_path, lines, line, column, what):
+    path = _write(tmp_path / "readers.csv", lines)
+    with pytest.raises(ReaderFileError) as e:
+        read_reader_csv(path, CLASSES, [f"c{i}" for i in range(10)])
+    assert str(e.value).startswith(f"{path}: line {line}, column {column!r}") and what in str(e.value)
+
+
+def test_analyze_readers_command_by_stage(tmp_path, capsys):
+    pred_csv = _predictions().to_csv(tmp_path / "predictions.csv")
+    readers = _write(tmp_path / "readers.csv", STAGED)
+    args = ["analyze", "readers", "--predictions", str(pred_csv), "--readers", str(readers)]
+    assert main([*args, "--out", str(tmp_path / "all")]) == 0
+    text = capsys.readouterr().out
+    assert "2 stages" in text and "CM       specialist               100.0%" in text
+    assert (tmp_path / "all" / "stage_CM" / "readers_roc.png").is_file()
+    assert (tmp_path / "all" / "readers_stages.png").is_file()
+    assert main([*args, "--stage", "C", "--out", str(tmp_path / "c")]) == 0
+    assert "cases at stage C" in capsys.readouterr().out
+    assert main([*args, "--stage", "D", "--out", str(tmp_path / "d")]) == 2
+    assert "no answers at stage 'D'" in capsys.readouterr().err
