@@ -208,7 +208,16 @@ async def _read_urlencoded(stream: AsyncIterator[bytes], allow_body: bool) -> Fo
     if not allow_body:
         raise UploadError(415, "a body without a content type; send multipart/form-data")
     try:
-        pairs = parse_qsl(_decode(bytes(body), "the form body"), keep_blank_values=True, strict_parsing=True)
+        # percent-escapes must decode as UTF-8 too (the default would put U+FFFD in their place)
+        pairs = parse_qsl(
+            _decode(bytes(body), "the form body"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+        )
+    except UnicodeDecodeError:
+        raise UploadError(400, "a form field name or value is not valid UTF-8 (after %-decoding)") from None
     except ValueError as e:
         raise UploadError(400, f"malformed form body: {e}") from None
     form = Form()

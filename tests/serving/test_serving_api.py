@@ -183,6 +183,30 @@ def test_unknown_metadata_value(client):
     assert "'moon' is not allowed" in body["detail"] and "acral" in body["detail"]
 
 
+@pytest.mark.parametrize("age", ["-5", "1e308", "1_000", "nan", "inf", "121"])
+def test_numbers_outside_the_fields_range_or_not_plain_are_refused(client, age):
+    for form in ({"data": {"age": age}}, {"files": {"age": (None, age)}}):  # url-encoded and multipart
+        body = error_of(client.post("/predict", **form), 422)
+        assert body["field"] == "age" and "a number from 0 to 120" in body["detail"], body
+
+
+def test_non_utf8_values_are_400_however_the_form_is_encoded(client):
+    r = client.post(
+        "/predict", content=b"sex=%FF", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert "not valid UTF-8" in error_of(r, 400)["detail"] and "\ufffd" not in r.text
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sex"\r\n\r\n'.encode()
+        + b"\xff\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert "not valid UTF-8" in error_of(r, 400)["detail"]
+
+
 def test_unknown_file_field(client):
     body = error_of(post(client, {"photo": png_bytes()}), 422)
     assert body["field"] == "photo" and "clinical" in body["detail"]
