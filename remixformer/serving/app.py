@@ -17,7 +17,6 @@ answers 503 with ``Retry-After``.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -124,32 +123,22 @@ def _top_k(raw: str, n_classes: int) -> int:
 
 
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """Upload bytes -> 8-bit RGB image; 413 over the pixel limit, 415 when not a decodable image."""
-    from remixformer.data.images import BadImageError, load_image
+    """Upload bytes -> 8-bit RGB image; 413 over the pixel limit or too elongated (both read from the
+    header, before decoding), 415 when not a decodable image."""
+    from remixformer.data.images import BadImageError, ImageTooLargeError, load_image
 
     if not data:
         raise ServingError(415, f"{name}: the file is empty", name)
     try:
-        with Image.open(io.BytesIO(data)) as probe:  # header only: size before any decoding
-            w, h = probe.size
-    except Image.DecompressionBombError:
-        raise ServingError(
-            413, f"{name}: image too large to decode (decompression bomb guard)", name
-        ) from None
-    except Exception:
-        raise ServingError(
-            415, f"{name}: not a decodable image (expected a JPEG, PNG, TIFF, BMP or WebP file)", name
-        ) from None
-    if w * h > max_pixels:
-        raise ServingError(
-            413,
-            f"{name}: image of {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} pixels",
-            name,
-        )
-    try:
         return load_image(data, max_pixels=max_pixels)
+    except ImageTooLargeError as e:
+        raise ServingError(413, f"{name}: {e.reason}", name) from None
     except BadImageError as e:
-        raise ServingError(415, f"{name}: not a decodable image ({e.reason})", name) from None
+        if e.reason.startswith("not a readable image"):
+            reason = "expected a JPEG, PNG, TIFF, BMP or WebP file"
+        else:
+            reason = e.reason
+        raise ServingError(415, f"{name}: not a decodable image ({reason})", name) from None
 
 
 # --- the app ------------------------------------------------------------------------------------------

@@ -50,19 +50,18 @@ class CasePrediction:
 
 
 def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
-    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes)."""
-    from remixformer.data.images import BadImageError, load_image, to_rgb8
+    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes). Every form
+    is refused before decoding or resizing when over ``max_pixels`` or more than ``MAX_ASPECT_RATIO``
+    times longer than wide (:class:`~remixformer.data.images.ImageTooLargeError`)."""
+    from remixformer.data.images import BadImageError, check_shape, load_image, to_rgb8
 
     if isinstance(image, (str, Path, bytes)):
         try:
             return load_image(image if not isinstance(image, str) else Path(image), max_pixels=max_pixels)
         except BadImageError as e:
-            raise BadImageError(f"{name} image {e.path}", e.reason) from None
+            raise type(e)(f"{name} image {e.path}", e.reason) from None
     if isinstance(image, Image.Image):
-        if image.width * image.height > max_pixels:
-            raise ValueError(
-                f"{name}: image of {image.width}x{image.height} pixels is over the limit {max_pixels}"
-            )
+        check_shape(image.size, f"{name} image", max_pixels)
         return to_rgb8(image)
     if isinstance(image, np.ndarray):
         arr = image
@@ -70,10 +69,7 @@ def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
             arr = np.stack([arr] * 3, axis=-1)
         if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
             raise ValueError(f"{name}: expected an (H, W, 3) or (H, W) array, got shape {arr.shape}")
-        if arr.shape[0] * arr.shape[1] > max_pixels:
-            raise ValueError(
-                f"{name}: image of {arr.shape[1]}x{arr.shape[0]} pixels is over the limit {max_pixels}"
-            )
+        check_shape((arr.shape[1], arr.shape[0]), f"{name} image", max_pixels)
         if arr.dtype != np.uint8:
             if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
                 arr = arr * 255.0

@@ -159,6 +159,26 @@ def test_image_over_the_pixel_limit(client):
     assert body["field"] == "clinical" and "500x500" in body["detail"] and "pixel" in body["detail"]
 
 
+def test_tall_thin_image_is_refused_before_it_is_decoded(predictor):
+    tall = io.BytesIO()
+    Image.new("RGB", (1, 2_000_000)).save(tall, format="PNG")  # 2 M pixels (within the limit) in 4 KB
+    assert len(tall.getvalue()) < 64 * 1024
+    with TestClient(create_app(predictor)) as c:  # the default limits
+        body = error_of(post(c, {"dermoscopy": tall.getvalue()}), 413)
+    assert body["field"] == "dermoscopy" and "2,000,000 times longer than wide" in body["detail"]
+
+
+def test_a_pixel_limit_above_pillows_own_is_honoured_end_to_end(predictor, monkeypatch):
+    # Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS by itself (179 M pixels by default);
+    # with its limit shrunk, a 100x50 image stands for one between Pillow's limit and the service's
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    flat = io.BytesIO()
+    Image.new("RGB", (100, 50), (200, 150, 120)).save(flat, format="PNG")
+    with TestClient(create_app(predictor, max_image_pixels=6000)) as c:
+        assert c.get("/model").json()["limits"]["max_image_pixels"] == 6000
+        assert post(c, {"dermoscopy": flat.getvalue()}).status_code == 200
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
