@@ -1,8 +1,10 @@
 """Reading a ``multipart/form-data`` request into memory with limits enforced while it streams.
 
 The body is fed chunk by chunk to python-multipart's parser; a file part that grows past
-``max_file_bytes`` stops the read at once (413), whatever ``Content-Length`` claimed. Nothing is
-written to disk and client file names are kept only as text for messages, never used as paths.
+``max_file_bytes`` stops the read at once (413), whatever ``Content-Length`` claimed. A body must end
+with its closing boundary: one cut off earlier is a 400, never a form without its unfinished part.
+Nothing is written to disk and client file names are kept only as text for messages, never used as
+paths.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024  # a text field (metadata value, option)
 MAX_PARTS = 64
@@ -186,6 +188,14 @@ async def read_form(
         if too_large is not None:
             raise too_large
         parser.finalize()
+        # python-multipart's finalize() does not check completeness: an unfinished last part would
+        # simply be dropped and the request answered from the other parts
+        if total and parser.state != MultipartState.END:
+            raise UploadError(
+                400,
+                "malformed multipart body: it ends before its closing boundary (the upload was cut off, "
+                "or the boundary is wrong)",
+            )
     except UploadError:
         raise
     except Exception as e:  # python-multipart's FormParserError and friends

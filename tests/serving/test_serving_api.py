@@ -281,6 +281,31 @@ def test_malformed_multipart(client):
     assert error_of(r, 400)
 
 
+def _multipart(boundary, parts):
+    out = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+    return out
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        b"",  # the image part is cut off before its boundary
+        b"\r\n--b0undary",  # the closing boundary without its final "--"
+    ],
+)
+def test_a_body_without_its_closing_boundary_is_refused(client, ending):
+    image = png_bytes()
+    complete = _multipart("b0undary", [("sex", b"male", None), ("dermoscopy", image, "d.png")])
+    headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+    assert client.post("/predict", content=complete + b"--b0undary--\r\n", headers=headers).status_code == 200
+    cut = complete[: -len(image) // 2 - 2] if not ending else complete[:-2] + ending
+    body = error_of(client.post("/predict", content=cut, headers=headers), 400)
+    assert "closing boundary" in body["detail"]  # not an answer from the metadata alone
+
+
 def test_modality_the_model_was_not_trained_with(make_checkpoint):
     app = create_app(Predictor.from_checkpoint(make_checkpoint("D")))
     with TestClient(app) as c:
