@@ -10,9 +10,11 @@ Endpoints: ``GET /health``, ``GET /model``, ``POST /predict`` (multipart: ``clin
 Bad input gets a 4xx JSON ``{"detail": "...", "field": "..."}``: 413 for a file over the upload limit or
 an image over the pixel limit, 415 for a body that is not multipart or a file that is not a decodable
 image, 422 for unknown fields or values, a modality the model was not trained with, or bad options,
-400 for an empty request or a malformed body. Uploads stay in memory; nothing a client sends is used
-as a path. Decoding and inference run in a bounded pool (:mod:`remixformer.serving.pool`); a full pool
-answers 503 with ``Retry-After``.
+400 for an empty request or a malformed body, 408 for a body that stalls. Uploads stay in memory;
+nothing a client sends is used as a path. At most ``max_uploads`` bodies are read at once, each under a
+read timeout; only a complete, valid request takes a slot of the bounded inference pool
+(:mod:`remixformer.serving.pool`). A full pool, or too many uploads at once, answers 503 with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -34,13 +36,19 @@ from starlette.requests import ClientDisconnect
 from remixformer.data.schema import is_blank
 from remixformer.serving.pool import InferencePool, QueueFull
 from remixformer.serving.predictor import LETTER_NAMES, Predictor
-from remixformer.serving.uploads import UploadError, read_form
+from remixformer.serving.uploads import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    UploadError,
+    read_form,
+)
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
 DEFAULT_QUEUE_SIZE = 8
+DEFAULT_MAX_UPLOADS = 16  # request bodies read at once (each at most two files + fields)
 IMAGE_FIELDS = ("clinical", "dermoscopy")
 OPTION_FIELDS = ("explain", "top_k")
 DISCLAIMER = (
@@ -168,6 +176,43 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class UploadGate:
+    """Counts the request bodies being received (on the event loop: no lock needed) and bounds them, so
+    that memory stays bounded while slow clients upload; stalled ones are cut off by the read timeouts."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_uploads must be at least 1, got {limit}")
+        self.limit = limit
+        self.reading = 0
+        self.peak = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def enter(self) -> None:
+        if self.reading >= self.limit:
+            self.refused += 1
+            raise ServingError(
+                503,
+                f"the service is busy ({self.reading} uploads being received); retry later",
+                headers={"Retry-After": "1"},
+            )
+        self.reading += 1
+        self.peak = max(self.peak, self.reading)
+
+    def leave(self) -> None:
+        self.reading -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "max": self.limit,
+            "reading": self.reading,
+            "peak": self.peak,
+            "refused": self.refused,
+            "timed_out": self.timed_out,
+        }
+
+
 def _form_schema(predictor: Predictor) -> dict[str, Any]:
     """OpenAPI schema of the multipart body for this model (shown on /docs)."""
     props: dict[str, Any] = {}
@@ -201,13 +246,22 @@ def create_app(
     workers: int = 1,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     default_top_k: int = 3,
+    max_uploads: int = DEFAULT_MAX_UPLOADS,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> FastAPI:
     """The service for one loaded predictor.
 
     ``max_upload_bytes``: per image file. ``max_image_pixels``: width x height of a decoded image
     (default: the predictor's). ``workers`` threads run decoding and inference; at most ``queue_size``
-    more requests wait for them, others get 503.
+    more requests wait for them, others get 503. ``max_uploads`` request bodies are received at once
+    (503 beyond); a body is cut off with 408 when the client sends nothing for ``read_timeout`` seconds
+    or takes more than ``body_timeout`` in all. A request takes its place in the pool only once its
+    body is complete and valid.
     """
+    for name, value in (("read_timeout", read_timeout), ("body_timeout", body_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive (or None: no limit), got {value}")
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     pixels = predictor.max_image_pixels if max_image_pixels is None else int(max_image_pixels)
@@ -221,6 +275,7 @@ def create_app(
     if clash:
         raise ValueError(f"metadata field(s) {clash} clash with the form fields of /predict")
     pool = InferencePool(workers=workers, queue_size=queue_size)
+    uploads = UploadGate(max_uploads)
     n_classes = len(predictor.tasks[0].classes)
     default_top_k = max(1, min(default_top_k, n_classes))
     image_fields = tuple(LETTER_NAMES[m] for m in predictor.modalities if m in "CD")
@@ -252,6 +307,7 @@ def create_app(
     )
     app.state.predictor = predictor
     app.state.pool = pool
+    app.state.uploads = uploads
     app.add_middleware(_SecurityHeaders)
 
     @app.exception_handler(ServingError)
@@ -344,7 +400,12 @@ def create_app(
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
         """Liveness: the model is loaded; the pool's load."""
-        return {"status": "ok", "model": predictor.identity.get("sha256"), "pool": pool.stats()}
+        return {
+            "status": "ok",
+            "model": predictor.identity.get("sha256"),
+            "pool": pool.stats(),
+            "uploads": uploads.stats(),
+        }
 
     @app.get("/model", tags=["service"])
     def model_info() -> dict[str, Any]:
@@ -357,6 +418,9 @@ def create_app(
                 "max_image_pixels": pixels,
                 "workers": workers,
                 "queue_size": queue_size,
+                "max_uploads": max_uploads,
+                "read_timeout_s": read_timeout,
+                "body_timeout_s": body_timeout,
             },
             "disclaimer": DISCLAIMER,
         }
@@ -368,6 +432,7 @@ def create_app(
         openapi_extra={"requestBody": _form_schema(predictor)},
         responses={
             400: {"model": ErrorBody, "description": "empty request or malformed body"},
+            408: {"model": ErrorBody, "description": "the body stalled or took too long to arrive"},
             413: {
                 "model": ErrorBody,
                 "description": "file over the upload limit or image over the pixel limit",
@@ -377,35 +442,40 @@ def create_app(
                 "description": "not multipart, or a file that is not a decodable image",
             },
             422: {"model": ErrorBody, "description": "unknown field or value, or an untrained modality"},
-            503: {"model": ErrorBody, "description": "queue full; see the Retry-After header"},
+            503: {
+                "model": ErrorBody,
+                "description": "queue full, or too many uploads at once; see the Retry-After header",
+            },
         },
     )
     async def predict(request: Request) -> JSONResponse:
         """One case: any subset of the model's modalities. Returns probabilities, top-k and, with
         ``explain=true``, attention overlays (PNG data URLs)."""
-        try:
-            slot = pool.slot()
-        except QueueFull as e:
-            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+        uploads.enter()
         try:
             form = await read_form(
                 request.headers.get("content-type"),
                 request.stream(),
                 max_file_bytes=max_upload_bytes,
                 file_fields=IMAGE_FIELDS,
-            )
-            case = parse_case(
-                form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params)
+                read_timeout=read_timeout,
+                body_timeout=body_timeout,
             )
         except UploadError as e:
-            slot.release()
-            raise ServingError(e.status, e.detail, e.field) from None
+            headers = None
+            if e.status == 408:  # the rest of the body may still come: do not read it as a request
+                uploads.timed_out += 1
+                headers = {"Connection": "close"}
+            raise ServingError(e.status, e.detail, e.field, headers) from None
         except ClientDisconnect:
-            slot.release()
             raise ServingError(400, "the client went away before its request was read") from None
-        except BaseException:
-            slot.release()
-            raise
+        finally:
+            uploads.leave()
+        case = parse_case(form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params))
+        try:  # only a complete, valid request waits for a worker
+            slot = pool.slot()
+        except QueueFull as e:
+            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
         body = await slot.run(run_case, case)
         return JSONResponse(body)
 

@@ -189,10 +189,9 @@ def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, caps
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
     try:
         args = ["-q", "serve", "--checkpoint", str(make_checkpoint("D")), "--port", "8123"]
-        assert (
-            main([*args, "--workers", "2", "--queue-size", "3", "--max-upload-mb", "1", "--threads", "1"])
-            == 0
-        )
+        limits = ["--workers", "2", "--queue-size", "3", "--max-upload-mb", "1", "--threads", "1"]
+        limits += ["--max-uploads", "5", "--read-timeout", "2.5", "--body-timeout", "30"]
+        assert main([*args, *limits]) == 0
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
@@ -205,4 +204,7 @@ def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, caps
         "max_image_pixels": 100_000_000,
         "workers": 2,
         "queue_size": 3,
+        "max_uploads": 5,
+        "read_timeout_s": 2.5,
+        "body_timeout_s": 30.0,
     }
