@@ -213,6 +213,41 @@ class UploadGate:
         }
 
 
+class _InternalErrors:
+    """Pure ASGI middleware: an exception escaping a route becomes a 500 JSON answer, logged with its
+    traceback, and the connection stays open. (Starlette's handler for ``Exception`` answers too but
+    then re-raises, and the server closes the keep-alive connection.) ``on_error`` is told of each."""
+
+    def __init__(self, app: Any, on_error: Any = None) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("internal error on %s", scope.get("path"))
+            if self.on_error is not None:
+                self.on_error(exc)
+            if started:  # part of an answer is out: nothing sensible can follow it
+                raise
+            response = JSONResponse(
+                {"detail": "internal error; the service log has the details"}, status_code=500
+            )
+            await response(scope, receive, send)
+
+
 def _form_schema(predictor: Predictor) -> dict[str, Any]:
     """OpenAPI schema of the multipart body for this model (shown on /docs)."""
     props: dict[str, Any] = {}
@@ -308,7 +343,8 @@ def create_app(
     app.state.predictor = predictor
     app.state.pool = pool
     app.state.uploads = uploads
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_InternalErrors)
+    app.add_middleware(_SecurityHeaders)  # outermost: its headers go on the 500s too
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
@@ -316,11 +352,6 @@ def create_app(
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"detail": "internal error; the service log has the details"}, status_code=500)
 
     def parse_case(fields: dict[str, str], files: dict[str, bytes], query: dict[str, str]) -> CaseRequest:
         case = CaseRequest(top_k=default_top_k)

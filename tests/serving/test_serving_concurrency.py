@@ -4,6 +4,7 @@ stalled uploads hold no place in the pool and are cut off with 408; a 500 keeps 
 Nothing here depends on timing: the tests wait for the server's counters, never for a clock."""
 
 import asyncio
+import http.client
 import socket
 import threading
 import time
@@ -237,6 +238,27 @@ def test_too_many_uploads_at_once_are_refused_with_retry_after(predictor):
                 s.close()
         wait_for(lambda: health(url)["uploads"]["reading"] == 0, "the closed uploads to be let go")
         assert httpx.post(f"{url}/predict", data={"sex": "male"}, timeout=60).status_code == 200
+
+
+def test_a_500_keeps_the_keep_alive_connection_open(predictor, caplog):
+    failing = FailingPredictor(predictor)
+    app = create_app(failing)
+    with running(app) as url:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        conn.request("POST", "/predict", body="sex=male", headers=headers)
+        r = conn.getresponse()
+        assert r.status == 500 and b"service log" in r.read()
+        assert r.getheader("connection") != "close" and r.getheader("x-content-type-options") == "nosniff"
+        local = conn.sock.getsockname()  # the same client socket must carry the next request
+        failing.fail = False
+        conn.request("POST", "/predict", body="sex=male", headers=headers)
+        r = conn.getresponse()
+        assert r.status == 200 and b'"modalities_used":"M"' in r.read()
+        assert conn.sock.getsockname() == local
+        conn.close()
+    assert "simulated bug" in caplog.text  # the traceback is in the log, not in the answer
 
 
 def test_pool_slots_are_released_even_when_the_client_goes_away():
