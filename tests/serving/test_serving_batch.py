@@ -166,6 +166,32 @@ def test_predict_manifest_command(make_checkpoint, synth, tmp_path, capsys):
     assert len(read_scores(out)) == 12
 
 
+def test_predict_into_a_closed_pipe_ends_quietly(make_checkpoint, synth, tmp_path):
+    """``remixformer predict ... | head`` where ``head`` has gone: no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import remixformer
+
+    truth = list(csv.DictReader(open(synth / "manifest.csv")))[0]
+    image = synth / truth["dermoscopy"]
+    root = str(Path(remixformer.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes anything
+    cmd = [sys.executable, "-m", "remixformer", "-q", "predict", "--checkpoint", str(make_checkpoint("CDM"))]
+    proc = subprocess.Popen(
+        [*cmd, "--dermoscopy", str(image), "--json"], stdout=write_end, stderr=subprocess.PIPE, env=env
+    )
+    os.close(write_end)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
 def test_serve_stops_on_a_checkpoint_that_does_not_load(tmp_path, capsys, monkeypatch):
     import uvicorn
 
