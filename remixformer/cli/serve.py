@@ -2,8 +2,9 @@
 
     remixformer serve --checkpoint best.safetensors [--host 127.0.0.1] [--port 8000]
 
-The model is loaded once, before the server starts; a checkpoint that does not load stops the start
-with its reason. Page at ``/``, API documentation at ``/docs``, docs/serving.md for the endpoints.
+The model is loaded once, before the server starts; a checkpoint that does not load, or a model that
+cannot predict a made-up case, stops the start with its reason. Page at ``/``, API documentation at
+``/docs``, docs/serving.md for the endpoints.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         body_timeout=args.body_timeout,
     )
+    if app.state.health.self_check_error:
+        raise ValueError(f"{args.checkpoint}: {app.state.health.self_check_error}")
     ident = predictor.identity
     print(
         f"model {ident.get('file')} ({ident.get('preset')}, modalities {predictor.modalities}, "

@@ -20,6 +20,7 @@ read timeout; only a complete, valid request takes a slot of the bounded inferen
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from remixformer.data.schema import is_blank
 from remixformer.serving.pool import InferencePool, QueueFull
-from remixformer.serving.predictor import LETTER_NAMES, Predictor
+from remixformer.serving.predictor import LETTER_NAMES, PredictionError, Predictor
 from remixformer.serving.uploads import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -49,6 +50,7 @@ STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
 DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_UPLOADS = 16  # request bodies read at once (each at most two files + fields)
+FAILING_AFTER = 3  # consecutive internal errors of /predict after which /health says "failing"
 IMAGE_FIELDS = ("clinical", "dermoscopy")
 OPTION_FIELDS = ("explain", "top_k")
 DISCLAIMER = (
@@ -239,13 +241,53 @@ class _InternalErrors:
         except Exception as exc:
             log.exception("internal error on %s", scope.get("path"))
             if self.on_error is not None:
-                self.on_error(exc)
+                self.on_error(exc, scope.get("path"))
             if started:  # part of an answer is out: nothing sensible can follow it
                 raise
             response = JSONResponse(
                 {"detail": "internal error; the service log has the details"}, status_code=500
             )
             await response(scope, receive, send)
+
+
+class Health:
+    """Whether the model can predict: the self-check at start-up and the run of internal errors since
+    the last good prediction (``/health`` answers 503 "failing" when either says it cannot)."""
+
+    def __init__(self) -> None:
+        self.self_check_error: str | None = None
+        self.consecutive_failures = 0
+        self.internal_errors = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            self.internal_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.consecutive_failures = 0
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            body: dict[str, Any] = {
+                "internal_errors": self.internal_errors,
+                "consecutive_failures": self.consecutive_failures,
+            }
+            problems = []
+            if self.self_check_error:
+                problems.append(f"the start-up self-check failed: {self.self_check_error}")
+            if self.consecutive_failures >= FAILING_AFTER:
+                problems.append(
+                    f"the last {self.consecutive_failures} predictions failed with an internal error "
+                    f"(last: {self.last_error})"
+                )
+            if problems:
+                body["detail"] = "; ".join(problems)
+            return not problems, body
 
 
 def _form_schema(predictor: Predictor) -> dict[str, Any]:
@@ -284,6 +326,7 @@ def create_app(
     max_uploads: int = DEFAULT_MAX_UPLOADS,
     read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    self_check: bool = True,
 ) -> FastAPI:
     """The service for one loaded predictor.
 
@@ -292,7 +335,8 @@ def create_app(
     more requests wait for them, others get 503. ``max_uploads`` request bodies are received at once
     (503 beyond); a body is cut off with 408 when the client sends nothing for ``read_timeout`` seconds
     or takes more than ``body_timeout`` in all. A request takes its place in the pool only once its
-    body is complete and valid.
+    body is complete and valid. ``self_check``: predict a made-up case now; ``GET /health`` reports
+    (503, "failing") a model that cannot predict, or whose last predictions all failed.
     """
     for name, value in (("read_timeout", read_timeout), ("body_timeout", body_timeout)):
         if value is not None and not value > 0:
@@ -311,6 +355,13 @@ def create_app(
         raise ValueError(f"metadata field(s) {clash} clash with the form fields of /predict")
     pool = InferencePool(workers=workers, queue_size=queue_size)
     uploads = UploadGate(max_uploads)
+    health_state = Health()
+    if self_check:
+        try:
+            predictor.self_check()
+        except PredictionError as e:
+            health_state.self_check_error = str(e)
+            log.error("the model cannot predict: %s", e)
     n_classes = len(predictor.tasks[0].classes)
     default_top_k = max(1, min(default_top_k, n_classes))
     image_fields = tuple(LETTER_NAMES[m] for m in predictor.modalities if m in "CD")
@@ -343,7 +394,11 @@ def create_app(
     app.state.predictor = predictor
     app.state.pool = pool
     app.state.uploads = uploads
-    app.add_middleware(_InternalErrors)
+    app.state.health = health_state
+    app.add_middleware(
+        _InternalErrors,
+        on_error=lambda exc, path: health_state.failed(exc) if path == "/predict" else None,
+    )
     app.add_middleware(_SecurityHeaders)  # outermost: its headers go on the 500s too
 
     @app.exception_handler(ServingError)
@@ -425,18 +480,22 @@ def create_app(
         body["model"] = {k: predictor.identity.get(k) for k in ("file", "sha256", "preset")}
         body["seconds"] = round(time.perf_counter() - start, 4)
         body["disclaimer"] = DISCLAIMER
+        health_state.succeeded()
         return body
 
     # --- routes -------------------------------------------------------------------------------------
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        """Liveness: the model is loaded; the pool's load."""
-        return {
-            "status": "ok",
+    def health() -> JSONResponse:
+        """Whether the model can predict (its self-check, and its last predictions); the load."""
+        ok, state = health_state.report()
+        body = {
+            "status": "ok" if ok else "failing",
             "model": predictor.identity.get("sha256"),
+            **state,
             "pool": pool.stats(),
             "uploads": uploads.stats(),
         }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/model", tags=["service"])
     def model_info() -> dict[str, Any]:

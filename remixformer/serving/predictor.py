@@ -30,6 +30,10 @@ ImageInput = str | Path | bytes | Image.Image | np.ndarray | None
 LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
 
 
+class PredictionError(RuntimeError):
+    """The model could not give a valid answer (non-finite outputs): a fault of the model, not the input."""
+
+
 @dataclass
 class CasePrediction:
     """The answer for one case. ``probabilities[task][class]``; ``top_k`` of the diagnosis."""
@@ -168,6 +172,27 @@ class Predictor:
             "checkpoint": self.identity,
         }
 
+    def self_check(self) -> None:
+        """Predict one made-up case (grey images of every image modality, one known metadata value) and
+        raise :class:`PredictionError` saying why when the model cannot answer with probabilities."""
+        images = {
+            LETTER_NAMES[m]: np.full((8, 8, 3), 128, dtype=np.uint8) for m in self.modalities if m in "CD"
+        }
+        metadata = None
+        if "M" in self.modalities:
+            first = self.schema.fields[0]
+            metadata = {first.name: first.values[0]}
+        try:
+            result = self.predict(metadata=metadata, **images)
+        except PredictionError:
+            raise
+        except Exception as e:
+            raise PredictionError(f"the model cannot predict: {type(e).__name__}: {e}") from e
+        for task, probs in result.probabilities.items():
+            values = np.asarray(list(probs.values()))
+            if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+                raise PredictionError(f"the model's {task!r} probabilities are not in [0, 1]: {probs}")
+
     # --- preprocessing -----------------------------------------------------------------------------
     def preprocess(
         self,
@@ -241,6 +266,11 @@ class Predictor:
                     flipped[key] = flipped[key].flip(-1)
             other = self.model(flipped)[keys.LOGITS]
             logits = {k: (v + other[k]) / 2 for k, v in logits.items()}
+        for t in self.tasks:
+            if not bool(torch.isfinite(logits[t.name]).all()):
+                raise PredictionError(
+                    f"the model's {t.name!r} outputs are not finite (NaN or infinite); it cannot predict"
+                )
         probs = {
             t.name: (logits[t.name].sigmoid() if t.kind == MULTI else logits[t.name].softmax(-1))
             .cpu()

@@ -5,6 +5,7 @@ import io
 import tempfile
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from serving_helpers import TASKS, png_bytes
@@ -39,6 +40,46 @@ def test_health(client):
     body = r.json()
     assert body["status"] == "ok" and len(body["model"]) == 64
     assert body["pool"]["workers"] == 1
+
+
+def test_health_reports_a_model_that_cannot_predict(make_checkpoint):
+    broken = Predictor.from_checkpoint(make_checkpoint("CDM"))
+    with torch.no_grad():  # as if NaN weights had been loaded
+        list(broken.model.parameters())[-1].fill_(float("nan"))  # a head: every answer
+    with TestClient(create_app(broken)) as c:
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "failing"
+        assert "self-check failed" in r.json()["detail"] and "not finite" in r.json()["detail"]
+        r = post(c, {}, {"sex": "male"})
+        assert r.status_code == 500 and "NaN" not in r.text  # never a NaN probability in an answer
+
+
+def test_health_turns_failing_after_consecutive_internal_errors_and_recovers(predictor):
+    class Flaky:
+        fail = True
+
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict(self, *a, **k):
+            if self.fail:
+                raise RuntimeError("simulated bug")
+            return predictor.predict(*a, **k)
+
+    flaky = Flaky()
+    with TestClient(create_app(flaky)) as c:
+        assert c.get("/health").json()["status"] == "ok"
+        for n in (1, 2, 3):
+            assert post(c, {}, {"sex": "male"}).status_code == 500
+            assert c.get("/health").json()["consecutive_failures"] == n
+        r = c.get("/health")
+        assert r.status_code == 503 and "last 3 predictions failed" in r.json()["detail"]
+        assert post(c, {}, {"sex": ""}).status_code == 400  # a bad request is not the model's fault
+        assert c.get("/health").status_code == 503
+        flaky.fail = False
+        assert post(c, {}, {"sex": "male"}).status_code == 200
+        r = c.get("/health")
+        assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["internal_errors"] == 3
 
 
 def test_model_description(client):

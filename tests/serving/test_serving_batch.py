@@ -205,6 +205,56 @@ def test_serve_stops_on_a_checkpoint_that_does_not_load(tmp_path, capsys, monkey
     assert "absent.safetensors" in capsys.readouterr().err
 
 
+def _with_header(src, dst, **fields):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    save_file(load_file(str(src)), str(dst), metadata={**meta, **fields})
+    return dst
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"extra": "[]"}, "header field 'extra' must be a JSON object"),
+        ({"extra": "{oops"}, "header field 'extra' is not valid JSON"),
+    ],
+)
+def test_predict_and_serve_refuse_a_bad_header_naming_the_file(
+    make_checkpoint, synth, tmp_path, capsys, monkeypatch, fields, message
+):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server must not start"))
+    bad = _with_header(make_checkpoint("CDM"), tmp_path / "edited.safetensors", **fields)
+    truth = list(csv.DictReader(open(synth / "manifest.csv")))[0]
+    for cmd in (
+        ["predict", "--checkpoint", str(bad), "--dermoscopy", str(synth / truth["dermoscopy"])],
+        ["serve", "--checkpoint", str(bad)],
+    ):
+        assert main(["-q", *cmd]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "edited.safetensors" in err and message in err, err
+
+
+def test_serve_refuses_a_model_that_cannot_predict(make_checkpoint, capsys, monkeypatch):
+    import uvicorn
+
+    from remixformer.serving.predictor import PredictionError, Predictor
+
+    def cannot(self):
+        raise PredictionError("the model's 'diag' outputs are not finite (NaN or infinite)")
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server must not start"))
+    monkeypatch.setattr(Predictor, "self_check", cannot)
+    assert main(["-q", "serve", "--checkpoint", str(make_checkpoint("D"))]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "tiny_D.safetensors" in last and "not finite" in last
+
+
 def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, capsys):
     import torch
     import uvicorn
