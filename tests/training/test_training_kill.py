@@ -7,41 +7,12 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 from kill_helpers import kill_at, leftover_temporary_files, remixformer_cmd, run
-from safetensors.torch import load_file
-from train_helpers import tiny_config
+from train_helpers import assert_same_weights, overrides, tiny_config
 
 from remixformer.training.run import train
 
 STATE = "last.state.safetensors"
-
-
-def overrides(root, *extra):
-    """The tiny run of ``train_helpers.tiny_config`` as command-line overrides."""
-    return [
-        "name=tiny",
-        "seed=1",
-        "model.preset=remixformer_tiny",
-        "model.modalities=CDM",
-        "data.dataset=synthetic",
-        f"data.root={root}",
-        "data.cache_images=true",
-        "train.batch_size=8",
-        "train.optimizer=adamw",
-        "train.lr=0.003",
-        "train.progress_bar=false",
-        "train.accelerator=cpu",
-        "train.devices=1",
-        *extra,
-    ]
-
-
-def assert_same_weights(a, b):
-    wa, wb = load_file(str(a)), load_file(str(b))
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
 
 
 def same_metrics(a, b):
