@@ -216,4 +216,7 @@ def resolve(cls: type[T], files: Sequence[str | Path] = (), overrides: Sequence[
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    """Write ``obj`` (a config dataclass) as YAML, atomically (a kill never leaves half a file)."""
+    from remixformer.serialization import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -1,7 +1,9 @@
 """Safe, atomic storage: tensors in safetensors, everything else as JSON. Nothing is ever unpickled.
 
 * :func:`atomic_write` writes through a temporary file in the same folder and ``os.replace``: a kill
-  during a write leaves the previous file intact, never a half-written one.
+  during a write leaves the previous file intact, never a half-written one. The temporary files a kill
+  leaves behind (``.<name>.<random>.tmp``) are removed by :func:`remove_temporary_files`, which the
+  runs call on their folders when they start.
 * :func:`save_tree` / :func:`load_tree` store a nested structure of dicts, lists, tuples, numbers,
   strings and tensors (a training state: optimizer, schedulers, loops) as one safetensors file: the
   tensors as tensors, the structure as JSON in the header metadata.
@@ -21,7 +23,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from remixformer.faults import pause_point
+
 TREE_KEY = "remixformer.tree"
+TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(ValueError):
@@ -32,18 +37,39 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then move the temporary file over ``path`` in one step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        pause_point(f"write:{path.name}")
         write(tmp_path)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        pause_point(f"replace:{path.name}")
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """``Path(path).write_text(text)``, atomically."""
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def remove_temporary_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a kill interrupted (``.<name>.*.tmp``, empty or
+    not) directly in ``folder``; returns them. Only for a folder no other process is writing to."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _standalone(t: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,7 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     setup_logging(args.verbose, args.quiet)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here, not at exit
+        return code
+    except BrokenPipeError:
+        # `remixformer predict ... | head`: the reader has what it wanted. Send what is still buffered
+        # nowhere, so that the interpreter's last flush does not print a traceback either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # as a process ended by SIGPIPE, which Python ignores
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

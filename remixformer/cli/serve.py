@@ -2,8 +2,9 @@
 
     remixformer serve --checkpoint best.safetensors [--host 127.0.0.1] [--port 8000]
 
-The model is loaded once, before the server starts; a checkpoint that does not load stops the start
-with its reason. Page at ``/``, API documentation at ``/docs``, docs/serving.md for the endpoints.
+The model is loaded once, before the server starts; a checkpoint that does not load, or a model that
+cannot predict a made-up case, stops the start with its reason. Page at ``/``, API documentation at
+``/docs``, docs/serving.md for the endpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="per image file (default 20 MiB)")
     p.add_argument(
+        "--max-uploads", type=int, default=16, help="request bodies received at once before 503 (default 16)"
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client may send nothing in the middle of its body before 408 (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout", type=float, default=120.0, help="seconds for a whole request body (default 120)"
+    )
+    p.add_argument(
         "--max-image-pixels",
         type=int,
         default=None,
@@ -48,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--queue-size must be >= 0, got {args.queue_size}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.max_uploads < 1:
+        raise ValueError(f"--max-uploads must be at least 1, got {args.max_uploads}")
+    for name in ("read_timeout", "body_timeout"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
 
@@ -71,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         max_image_pixels=pixels,
         workers=args.workers,
         queue_size=args.queue_size,
+        max_uploads=args.max_uploads,
+        read_timeout=args.read_timeout,
+        body_timeout=args.body_timeout,
     )
+    if app.state.health.self_check_error:
+        raise ValueError(f"{args.checkpoint}: {app.state.health.self_check_error}")
     ident = predictor.identity
     print(
         f"model {ident.get('file')} ({ident.get('preset')}, modalities {predictor.modalities}, "

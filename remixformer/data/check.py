@@ -1,16 +1,19 @@
 """``remixformer data check``: validate a data set and describe it.
 
 Reports counts per split (or per fold) and class for every task, modality availability, missing or
-unreadable image files, metadata fields with blanks or values outside the schema, and leakage risks:
+unreadable image files, image paths that leave the data root, metadata fields with blanks, values
+outside the schema (with the lines holding them), and leakage risks:
 leaky fields (excluded or included), fields whose *blank pattern* is associated with the diagnosis
 (the unknown slot then acts as a label proxy), image files shared by several cases, and groups that
 straddle official splits. Layout errors (missing files or columns, unknown labels) raise ``ValueError``
-from the loader with file/row/column messages.
+from the loader with file/row/column messages. Bad image files, relative image paths that leave the data
+root, metadata values outside the schema and groups across splits are problems (exit status 1).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ import numpy as np
 
 from remixformer.data.cases import SPLITS, CaseTable, leakage_warning
 from remixformer.data.config import DataConfig
-from remixformer.data.datasets.common import blank_counts, unseen_values
+from remixformer.data.datasets.common import blank_counts, unseen_sources
 from remixformer.data.registry import BadFile, find_bad_files, load_cases
 from remixformer.data.splits import OFFICIAL, check_disjoint_groups, fold_assignment, resolve_protocol
 
@@ -45,13 +48,16 @@ class CheckReport:
     verified: bool = False
     blanks: dict[str, int] = field(default_factory=dict)
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)
+    unseen_where: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # field -> value -> lines
+    outside_root: list[BadFile] = field(default_factory=list)  # relative paths that leave the root
+    outside_root_absolute: int = 0  # absolute image paths elsewhere (allowed; counted in a note)
     leakage: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.bad_files and not self.errors
+        return not (self.bad_files or self.errors or self.unseen or self.outside_root)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,8 @@ class CheckReport:
             "images_decoded": self.verified,
             "blanks": self.blanks,
             "unseen_values": self.unseen,
+            "unseen_value_sources": self.unseen_where,
+            "paths_outside_root": [vars(b) for b in self.outside_root],
             "leakage": self.leakage,
             "notes": self.notes,
             "errors": self.errors,
@@ -116,6 +124,30 @@ class CheckReport:
                 n_blank = self.blanks.get(f, 0)
                 share = 100 * n_blank / max(1, self.n_cases)
                 lines.append(f"  {f}: {n_blank} blank ({share:.1f}%){extra}")
+        if self.unseen_where:
+            n = sum(len(w) for values in self.unseen_where.values() for w in values.values())
+            lines.append(
+                f"\n{n} metadata value(s) outside the schema (training would read them as unknown; "
+                "correct the value, or add it to the schema or an alias):"
+            )
+            shown = 0
+            for f, values in sorted(self.unseen_where.items()):
+                for v, where in sorted(values.items(), key=lambda x: -len(x[1])):
+                    if shown >= max_list:
+                        break
+                    more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+                    lines.append(f"  field {f!r}: value {v!r} on {', '.join(where[:5])}{more}")
+                    shown += 1
+            if shown < sum(len(values) for values in self.unseen_where.values()):
+                lines.append("  ... (--max-list to show more)")
+        if self.outside_root:
+            lines.append(
+                f"\n{len(self.outside_root)} image path(s) leave the data root {self.root} "
+                "(a relative path must stay inside the manifest's folder):"
+            )
+            lines += [f"  {b}" for b in self.outside_root[:max_list]]
+            if len(self.outside_root) > max_list:
+                lines.append(f"  ... and {len(self.outside_root) - max_list} more")
         for title, items in (("notes", self.notes), ("leakage", self.leakage)):
             if items:
                 lines.append(f"\n{title}:")
@@ -205,6 +237,27 @@ def leakage_findings(table: CaseTable) -> list[str]:
     return out
 
 
+def paths_outside_root(table: CaseTable) -> tuple[list[BadFile], int]:
+    """Image paths outside the data root: relative ones that climb out of it with ``..`` (problems),
+    and the number of absolute paths elsewhere (a manifest may name them on purpose)."""
+    if not table.root:
+        return [], 0
+    root = os.path.normpath(os.path.abspath(table.root))
+    joined = table.root.rstrip("/\\") + os.sep  # loaders join relative paths onto the root as given
+    escaping: list[BadFile] = []
+    absolute = 0
+    for c in table.cases:
+        for p in (*c.clinical, *c.dermoscopy):
+            norm = os.path.normpath(os.path.abspath(p))
+            if norm == root or norm.startswith(root.rstrip(os.sep) + os.sep):
+                continue
+            if not os.path.isabs(p) or p.startswith(joined):
+                escaping.append(BadFile(c.case_id, p, f"resolves to {norm}, outside the data root", c.source))
+            else:
+                absolute += 1
+    return escaping, absolute
+
+
 def check_dataset(
     cfg: DataConfig, verify_images: bool = True, progress: Callable[[int, int], None] | None = None
 ) -> CheckReport:
@@ -240,9 +293,13 @@ def check_dataset(
         p: {m: int(has[m][idx].sum()) for m in table.modalities} for p, idx in partitions.items()
     }
     bad = find_bad_files(table, verify=verify_images, max_pixels=cfg.max_image_pixels, progress=progress)
+    unseen = unseen_sources(table)
+    outside, absolute = paths_outside_root(table)
     notes = list(table.notes)
     if protocol == OFFICIAL and bad:
         notes += _emptied_split_notes(table, partitions, {b.case_id for b in bad}, cfg.val_fraction)
+    if absolute:
+        notes.append(f"{absolute} image path(s) are absolute paths outside the data root {table.root}")
     return CheckReport(
         name=table.name,
         root=table.root,
@@ -257,7 +314,10 @@ def check_dataset(
         bad_files=bad,
         verified=verify_images,
         blanks=blank_counts(table),
-        unseen=unseen_values(table),
+        unseen={f: {v: len(w) for v, w in values.items()} for f, values in unseen.items()},
+        unseen_where=unseen,
+        outside_root=outside,
+        outside_root_absolute=absolute,
         leakage=leakage_findings(table),
         notes=notes,
         errors=errors,

@@ -11,6 +11,10 @@ from typing import Literal
 
 DATASET_NAMES = ("synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest")
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decompression-bomb guard: 10,000 x 10,000
+# Resizing to the model's square input costs about 3 x (longer side) x (model size) bytes, so a
+# 1-pixel-wide image of many rows is a memory bomb within the pixel limit; no photo of a lesion is
+# 20 times longer than wide.
+MAX_ASPECT_RATIO = 20
 
 
 @dataclass

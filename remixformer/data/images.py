@@ -3,8 +3,11 @@
 - EXIF orientation is applied (phones store portrait photos rotated, with an orientation tag).
 - RGBA / LA / palette images lose their alpha channel (the colour values underneath are kept);
   grayscale becomes RGB; 16-bit and 32-bit integer images are scaled to 8 bits (``v * 255 / 65535``).
-- Missing, unreadable, truncated files and images above ``max_pixels`` (decompression bombs) raise
-  :class:`BadImageError` naming the file and the case.
+- Missing, unreadable, truncated files, images above ``max_pixels`` (decompression bombs) and images
+  more than ``MAX_ASPECT_RATIO`` times longer than wide raise :class:`BadImageError` naming the file
+  and the case; the size and shape are read from the header, before any pixel is decoded.
+- Our pixel limit replaces Pillow's process-wide one (``Image.MAX_IMAGE_PIXELS``, which refuses images
+  above 2 x 89,478,485 pixels): a larger ``max_pixels`` raises Pillow's limit to match, never lowers it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, MAX_ASPECT_RATIO
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -31,6 +34,10 @@ class BadImageError(ValueError):
         self.case_id = case_id
         where = f" (case {case_id!r})" if case_id is not None else ""
         super().__init__(f"{self.path}{where}: {reason}")
+
+
+class ImageTooLargeError(BadImageError):
+    """The image's header shows more pixels than allowed, or a shape too elongated to resize safely."""
 
 
 def _describe(src: str | os.PathLike | bytes) -> str:
@@ -60,8 +67,20 @@ def missing_file_reason(path: str | os.PathLike) -> str:
     return "file not found"
 
 
-def _open(src: str | os.PathLike | bytes, case_id: str | None) -> Image.Image:
+def allow_pixels(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb limit no stricter than ``max_pixels`` (ours is checked first).
+
+    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS`` inside ``Image.open``; the limit is
+    process-wide, so it is only ever raised, to the largest limit in use."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and 2 * current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+
+
+def _open(src: str | os.PathLike | bytes, case_id: str | None, max_pixels: int | None = None) -> Image.Image:
     name = _describe(src)
+    if max_pixels is not None:
+        allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             # Our own pixel limit applies below; PIL's warning for large images would only be noise.
@@ -74,23 +93,39 @@ def _open(src: str | os.PathLike | bytes, case_id: str | None) -> Image.Image:
     except IsADirectoryError:
         raise BadImageError(name, "is a folder, not an image file", case_id) from None
     except Image.DecompressionBombError as e:
-        raise BadImageError(name, f"image too large (decompression bomb guard): {e}", case_id) from None
+        raise ImageTooLargeError(name, f"image too large (decompression bomb guard): {e}", case_id) from None
     except UnidentifiedImageError:
         raise BadImageError(name, "not a readable image (corrupt or unknown format)", case_id) from None
     except OSError as e:
         raise BadImageError(name, f"cannot open: {e}", case_id) from None
 
 
-def _check_pixels(img: Image.Image, name: str, max_pixels: int, case_id: str | None) -> None:
-    w, h = img.size
+def check_shape(
+    size: tuple[int, int],
+    name: str,
+    max_pixels: int,
+    case_id: str | None = None,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+) -> None:
+    """Refuse, before decoding or resizing, an image of ``size = (width, height)`` that is empty, has
+    more than ``max_pixels`` pixels, or is more than ``max_aspect_ratio`` times longer than wide."""
+    w, h = size
     if w * h > max_pixels:
-        raise BadImageError(
+        raise ImageTooLargeError(
             name,
             f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (max_image_pixels)",
             case_id,
         )
-    if w == 0 or h == 0:
+    if w <= 0 or h <= 0:
         raise BadImageError(name, f"empty image ({w}x{h})", case_id)
+    if max(w, h) > max_aspect_ratio * min(w, h):
+        raise ImageTooLargeError(
+            name,
+            f"{w}x{h} is {max(w, h) / min(w, h):,.0f} times longer than wide; images up to "
+            f"{max_aspect_ratio:g}:1 are accepted (resizing a longer one to the model's square input "
+            "would take memory in proportion to its length)",
+            case_id,
+        )
 
 
 def to_rgb8(img: Image.Image) -> Image.Image:
@@ -122,11 +157,12 @@ def load_image(
     """Read an image file (or its bytes) as an 8-bit RGB image with EXIF orientation applied.
 
     Raises :class:`BadImageError` (a ``ValueError``) naming the file and the case when the file is
-    missing, corrupt, truncated or larger than ``max_pixels``.
+    missing, corrupt or truncated; :class:`ImageTooLargeError` (a subclass) when its header shows more
+    than ``max_pixels`` pixels or a shape more than ``MAX_ASPECT_RATIO`` times longer than wide.
     """
     name = _describe(src)
-    with _open(src, case_id) as raw:
-        _check_pixels(raw, name, max_pixels, case_id)
+    with _open(src, case_id, max_pixels) as raw:
+        check_shape(raw.size, name, max_pixels, case_id)
         try:
             raw.load()
         except OSError as e:

@@ -10,7 +10,9 @@ values outside the schema fall into. Three kinds of field:
 - ``numeric``: a number cut into bins by ``bins`` (ascending edges ``e_0 < ... < e_k``): value ``v``
   lands in ``"<e_0"``, ``"e_{i-1}-e_i"`` (meaning ``e_{i-1} <= v < e_i``) or ``">=e_k"``; ``labels``
   may rename the ``k + 1`` bins. The paper's metadata branch is a one-hot embedding, so numbers are
-  binned rather than fed raw.
+  binned rather than fed raw. A number is a plain decimal (``47``, ``-1.5``, ``4.7e1``): no ``nan``,
+  ``inf``, ``1_000`` or hexadecimal. ``range: [lo, hi]`` (optional, inclusive) bounds the values a
+  field can take (age: 0 to 120 years); a number outside it is a value outside the schema.
 
 A schema is plain data (:meth:`MetadataSchema.to_dict`), stored in model checkpoints; serving uses
 :meth:`MetadataSchema.validate` to reject unknown fields and values.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +36,15 @@ NUMERIC = "numeric"
 KINDS = (CATEGORICAL, BOOLEAN, NUMERIC)
 UNKNOWN = "<unknown>"  # name of the unknown slot in feature names
 
+# a plain decimal number, as a person or a spreadsheet writes it (float() would also take "nan", "inf",
+# "1_000" and "١٢")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _TRUE = {"true", "yes", "y", "t", "1", "1.0"}
 _FALSE = {"false", "no", "n", "f", "0", "0.0"}
 
 # Bins shared by the public data sets (documented in docs/data.md).
 AGE_BINS = (20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0)  # years: <20, 20-30, ..., 70-80, >=80
+AGE_RANGE = (0.0, 120.0)  # years: an age outside it is a typo or a unit error, not a bin
 
 
 def is_blank(value: Any) -> bool:
@@ -72,6 +79,7 @@ class MetadataField:
     kind: str = CATEGORICAL
     values: tuple[str, ...] = ()
     bins: tuple[float, ...] = ()  # numeric only
+    value_range: tuple[float, float] | None = None  # numeric only: the smallest and largest valid value
     aliases: Mapping[str, str | None] = field(default_factory=dict)  # categorical only
     description: str = ""
 
@@ -84,6 +92,23 @@ class MetadataField:
             )
         values = tuple(str(v) for v in self.values)
         bins = tuple(float(b) for b in self.bins)
+        value_range = None
+        if self.value_range is not None:
+            if self.kind != NUMERIC:
+                raise ValueError(f"metadata field {self.name!r}: only a numeric field may have a 'range'")
+            try:
+                lo, hi = (float(x) for x in self.value_range)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"metadata field {self.name!r}: range must be [smallest, largest], "
+                    f"got {self.value_range!r}"
+                ) from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(
+                    f"metadata field {self.name!r}: range must be two finite numbers, smallest first, "
+                    f"got {[lo, hi]}"
+                )
+            value_range = (lo, hi)
         if self.kind == BOOLEAN:
             if values and values != ("False", "True"):
                 raise ValueError(f"metadata field {self.name!r}: a boolean field has values [False, True]")
@@ -117,6 +142,7 @@ class MetadataField:
                 )
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "bins", bins)
+        object.__setattr__(self, "value_range", value_range)
         object.__setattr__(self, "aliases", aliases)
         lowered: dict[str, int] = {}
         for i, v in enumerate(values):
@@ -176,17 +202,34 @@ class MetadataField:
                 return idx, ("ok" if idx is not None else "blank")
             if key in self._lower:  # a bin label given directly, e.g. "20-30"
                 return self._lower[key], "ok"
-        if isinstance(raw, bool):
+        if isinstance(raw, (bool, np.bool_)):
             return None, "unseen"
-        try:
-            x = float(raw)
-        except (TypeError, ValueError):
+        if isinstance(raw, str):
+            if not _NUMBER.fullmatch(raw.strip()):
+                return None, "unseen"  # "nan", "inf", "1_000", "0x10", words
+        elif not isinstance(raw, (int, float, np.integer, np.floating)):
             return None, "unseen"
-        if math.isnan(x):
+        x = float(raw)
+        if math.isnan(x):  # a float NaN (a blank cell read by pandas) is caught by is_blank first
             return None, "blank"
-        if not math.isfinite(x):
+        if not self.in_range(x):
             return None, "unseen"
         return int(np.searchsorted(np.asarray(self.bins), x, side="right")), "ok"
+
+    def in_range(self, x: float) -> bool:
+        """A finite number inside ``value_range`` (when the field has one)."""
+        if not math.isfinite(x):
+            return False
+        return self.value_range is None or self.value_range[0] <= x <= self.value_range[1]
+
+    def expected(self) -> str:
+        """What the field accepts, for messages."""
+        if self.kind != NUMERIC:
+            return str(list(self.values))
+        where = ""
+        if self.value_range is not None:
+            where = f" from {_fmt(self.value_range[0])} to {_fmt(self.value_range[1])}"
+        return f"a number{where} (binned {list(self.values)}) or a bin label"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}
@@ -194,6 +237,8 @@ class MetadataField:
             d["bins"] = list(self.bins)
             if self.values != _bin_labels(self.bins):
                 d["labels"] = list(self.values)
+            if self.value_range is not None:
+                d["range"] = list(self.value_range)
         elif self.kind == CATEGORICAL:
             d["values"] = list(self.values)
         if self.aliases:
@@ -205,7 +250,7 @@ class MetadataField:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "") -> MetadataField:
         where = where or f"field {d.get('name')!r}"
-        known = {"name", "kind", "values", "bins", "labels", "aliases", "description", "leaky"}
+        known = {"name", "kind", "values", "bins", "labels", "range", "aliases", "description", "leaky"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
@@ -221,6 +266,7 @@ class MetadataField:
                 kind=kind,
                 values=tuple(values),
                 bins=tuple(d.get("bins", ())),
+                value_range=d.get("range"),
                 aliases=dict(d.get("aliases", {}) or {}),
                 description=str(d.get("description", "")),
             )
@@ -334,9 +380,8 @@ class MetadataSchema:
             raw = values.get(f.name)
             idx, status = f.lookup(raw)
             if status == "unseen":
-                expected = f"a number (binned {list(f.values)})" if f.kind == NUMERIC else list(f.values)
                 problems.append(
-                    f"field {f.name!r}: value {raw!r} is not allowed; expected {expected} or blank"
+                    f"field {f.name!r}: value {raw!r} is not allowed; expected {f.expected()} or blank"
                 )
             out[f.name] = None if idx is None else f.values[idx]
         if problems:
@@ -391,7 +436,14 @@ def numeric(
     labels: Sequence[str] = (),
     aliases: Mapping[str, str | None] | None = None,
     description: str = "",
+    value_range: tuple[float, float] | None = None,
 ) -> MetadataField:
     return MetadataField(
-        name, NUMERIC, tuple(labels), bins=tuple(bins), aliases=dict(aliases or {}), description=description
+        name,
+        NUMERIC,
+        tuple(labels),
+        bins=tuple(bins),
+        value_range=value_range,
+        aliases=dict(aliases or {}),
+        description=description,
     )

@@ -192,10 +192,11 @@ def write_splits(
                     "fold": "" if folds is None else int(folds[i]),
                 }
             )
+    from remixformer.serialization import write_text_atomic
+
     path = Path(run_dir) / filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["case_id", "group_id", "split", "fold"]).to_csv(path, index=False)
-    return path
+    frame = pd.DataFrame(rows, columns=["case_id", "group_id", "split", "fold"])
+    return write_text_atomic(path, frame.to_csv(index=False))
 
 
 def read_splits(table: CaseTable, path: str | Path) -> dict[str, list[int]]:

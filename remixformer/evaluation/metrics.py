@@ -29,6 +29,7 @@ from remixformer.keys import IGNORE_INDEX
 logger = logging.getLogger(__name__)
 
 UNDECIDED = -1  # predicted label of a row whose maximum probability is shared by several classes
+PROB_TOLERANCE = 1e-6  # float32 softmax and sigmoid may overshoot [0, 1] by a rounding error
 ECE_BINS = 15
 
 # Class names that identify the two ISIC 2017 one-vs-rest targets, compared case-insensitively.
@@ -39,6 +40,22 @@ ISIC2017_KERATOSIS_NAMES = ("SK", "seborrheic_keratosis")
 # ----------------------------------------------------------------------------------------------------
 # Input checks and small helpers
 # ----------------------------------------------------------------------------------------------------
+
+
+def _check_probabilities(p: np.ndarray) -> None:
+    """Probabilities must be finite and in [0, 1] (scores such as logits are refused, naming the row)."""
+    finite = np.isfinite(p)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(f"probabilities contain NaN or inf (row {row})")
+    outside = (p < -PROB_TOLERANCE) | (p > 1 + PROB_TOLERANCE)
+    if outside.any():
+        row = int(np.flatnonzero(outside.any(axis=1))[0])
+        value = float(p[row][outside[row]][0])
+        raise ValueError(
+            f"probabilities must lie in [0, 1]; row {row} holds {value:g} (logits or scores are not "
+            "probabilities: apply softmax or sigmoid first)"
+        )
 
 
 def _check_single(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +77,7 @@ def _check_single(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
             f"targets must be class indices in [0, {p.shape[1]}) or {IGNORE_INDEX} (unknown); "
             f"row {int(np.flatnonzero(bad)[0])} holds {int(y[bad][0])}"
         )
-    if not np.isfinite(p).all():
-        raise ValueError(f"probabilities contain NaN or inf (row {int(np.flatnonzero(~np.isfinite(p))[0])})")
+    _check_probabilities(p)
     known = y != IGNORE_INDEX
     return y[known], p[known]
 
@@ -76,8 +92,7 @@ def _check_multi(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
     known = ~np.isnan(y)
     if not np.isin(y[known], (0.0, 1.0)).all():
         raise ValueError("multi-label targets must be 0, 1 or NaN (unknown)")
-    if not np.isfinite(p).all():
-        raise ValueError("probabilities contain NaN or inf")
+    _check_probabilities(p)
     return y, p
 
 

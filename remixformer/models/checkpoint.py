@@ -1,6 +1,8 @@
 """Our model checkpoints: one safetensors file holding the weights and, in its header, the JSON config
 (model sizes and switches, tasks with label names, metadata schema) and free-form extras (training
-run, data set). Saved atomically; loaded strictly; never unpickled."""
+run, data set). Saved atomically; never unpickled; loaded strictly: every header field is checked, the
+weights must be finite, and their shapes must be what the config describes (checked on the meta device,
+before the model is allocated)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from remixformer.serialization import CheckpointError, read_safetensors, save_te
 
 FORMAT = "remixformer-model"
 VERSION = "1"
+MAX_DERIVED_BYTES = 2**30  # buffers the model computes from its sizes, on top of the stored tensors
 
 
 def save_model(model: torch.nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -29,7 +32,29 @@ def save_model(model: torch.nn.Module, path: str | Path, extra: dict[str, Any] |
     return save_tensors(path, model.state_dict(), meta)
 
 
+def _header_json(path: Path | str, meta: dict[str, str], key: str, required: bool) -> Any:
+    """One JSON header field, which must hold a JSON object; a CheckpointError naming file and field."""
+    if key not in meta:
+        if required:
+            raise CheckpointError(f"{path}: its header has no {key!r} field")
+        return {}
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: its header field {key!r} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{path}: its header field {key!r} must be a JSON object, got a {type(value).__name__}"
+        )
+    return value
+
+
 def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any], dict[str, torch.Tensor]]:
+    """Config, extras and tensors of a model file, every header field checked (CheckpointError naming
+    the file and the field): the format and its version, the config (keys, types, sizes), the metadata
+    schema and its width, the extras (a JSON object)."""
+    from remixformer.data.schema import MetadataSchema
+
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -37,18 +62,87 @@ def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any],
             f"(format {meta.get('format')!r}, expected {FORMAT!r}); "
             "training-state files (*.state.safetensors) are for --resume, model files for evaluation"
         )
+    if meta.get("format_version", VERSION) != VERSION:
+        raise CheckpointError(
+            f"{path}: format version {meta.get('format_version')!r}; "
+            f"this remixformer reads version {VERSION!r}"
+        )
+    raw = _header_json(path, meta, "config", required=True)
     try:
-        cfg = from_dict(ModelConfig, json.loads(meta["config"]))
-    except (KeyError, json.JSONDecodeError, ConfigError) as e:
-        raise CheckpointError(f"{path}: its config header is missing or invalid ({e})") from e
-    return cfg, json.loads(meta.get("extra", "{}")), tensors
+        cfg = from_dict(ModelConfig, raw)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its config header is invalid ({e})") from e
+    if cfg.metadata_schema is not None:  # optional (a model made in Python may lack one): checked if there
+        try:
+            schema = MetadataSchema.from_dict(cfg.metadata_schema, where="metadata_schema")
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: its config's metadata schema is invalid ({e})") from e
+        if "M" in cfg.modalities and schema.dim != cfg.metadata_dim:
+            raise CheckpointError(
+                f"{path}: its metadata schema encodes {schema.dim} one-hot slots but the model reads "
+                f"{cfg.metadata_dim} (metadata_dim): the schema no longer fits the weights"
+            )
+    extra = _header_json(path, meta, "extra", required=False)
+    return cfg, extra, tensors
+
+
+def check_finite(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Every floating-point tensor must hold finite numbers (a diverged run saves NaN weights)."""
+    bad = []
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad.append(f"{name} ({int((~torch.isfinite(t)).sum()):,} of {t.numel():,} values)")
+    if bad:
+        raise CheckpointError(
+            f"{path}: NaN or infinite weights in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}; "
+            "the training diverged or the file is damaged, and the model could not predict"
+        )
+
+
+def check_shapes(path: str | Path, cfg: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """The model the config describes, built on the meta device (no memory), must have exactly the
+    file's tensors: a config edited to ask for other (or huge) sizes is refused before any allocation."""
+    from remixformer.models.registry import build_model
+
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(cfg, load_pretrained=False)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its config does not describe a model that can be built ({e})") from e
+    expected = skeleton.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(tensors[k].shape)} {tensors[k].dtype}, config {tuple(v.shape)} {v.dtype}"
+        for k, v in expected.items()
+        if k in tensors and (tuple(tensors[k].shape) != tuple(v.shape) or tensors[k].dtype != v.dtype)
+    ]
+    stored = sum(t.numel() * t.element_size() for t in tensors.values())
+    needed = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
+    if not (missing or unexpected or wrong) and needed > stored + MAX_DERIVED_BYTES:
+        raise CheckpointError(
+            f"{path}: its config asks for {needed / 2**30:.1f} GiB of weights and buffers, "
+            f"{(needed - stored) / 2**30:.1f} GiB more than the file holds"
+        )
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} tensor(s) of another shape, e.g. {'; '.join(wrong[:3])}")
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {'; '.join(parts)}")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the model from its stored config and load the weights strictly."""
+    """Rebuild the model from its stored config and load the weights strictly, after checking every
+    header field, that the weights are finite and that their shapes are the config's."""
     from remixformer.models.registry import build_model
 
     cfg, extra, tensors = read_checkpoint_info(path)
+    check_finite(path, tensors)
+    check_shapes(path, cfg, tensors)
     model = build_model(cfg, load_pretrained=False)
     try:
         model.load_state_dict(tensors, strict=True)

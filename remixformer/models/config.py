@@ -8,6 +8,12 @@ from typing import Any
 from remixformer.tasks import TaskSpec, normalize_tasks
 
 MODALITY_LETTERS = "CDM"
+# Bounds of a plausible model, checked before anything is built (a checkpoint's header is data from
+# outside: an edited one must not make the loader build millions of blocks or multi-GB inputs).
+MAX_INPUT_SIZE = 4096  # pixels per side of an input image or window
+MAX_WIDTH = 16384  # embedding and hidden widths
+MAX_BLOCKS = 256  # transformer blocks of one encoder
+MAX_COUNT = 65536  # heads, crops, templates, windows per chunk
 
 
 @dataclass
@@ -98,6 +104,7 @@ class ModelConfig:
                 f"{self.metadata_dim}; "
                 "pass metadata_dim (the one-hot width of the schema, unknown slots included)"
             )
+        check_limits(self)
         check_geometry(self)
 
     @property
@@ -118,6 +125,54 @@ def normalize_modalities(modalities: str) -> str:
     if bad:
         raise ValueError(f"modalities {modalities!r}: unknown letter(s) {bad}; expected a subset of 'CDM'")
     return "".join(m for m in MODALITY_LETTERS if m in letters)
+
+
+def _bounded(where: str, value: Any, high: float, kind: type = int) -> None:
+    ok = isinstance(value, kind) and not isinstance(value, bool) and 0 < value <= high
+    if not ok:
+        raise ValueError(f"{where} must be a positive {kind.__name__} of at most {high:,}, got {value!r}")
+
+
+def check_limits(cfg: ModelConfig) -> None:
+    """Every size positive and within the bounds of a plausible model (MAX_* above)."""
+    c, d = cfg.clinical, cfg.dermoscopy
+    for name in ("image_size", "global_size", "crop_size", "patch_size", "window_size", "ref_size"):
+        _bounded(f"clinical.{name}", getattr(c, name), MAX_INPUT_SIZE)
+    for name in ("image_size", "window_size", "single_level_size", "patch_size"):
+        _bounded(f"dermoscopy.{name}", getattr(d, name), MAX_INPUT_SIZE)
+    for where, value in (
+        ("clinical.embed_dim", c.embed_dim),
+        ("dermoscopy.embed_dim", d.embed_dim),
+        ("metadata.hidden_dim", cfg.metadata.hidden_dim),
+        ("fusion.dim", cfg.fusion.dim),
+    ):
+        _bounded(where, value, MAX_WIDTH)
+    if cfg.metadata_dim:
+        _bounded("metadata_dim", cfg.metadata_dim, MAX_COUNT)
+    for where, value in (("clinical.depths", c.depths), ("clinical.num_heads", c.num_heads)):
+        if not isinstance(value, (tuple, list)) or not 0 < len(value) <= 16:
+            raise ValueError(f"{where} must be a list of 1 to 16 numbers, got {value!r}")
+        for v in value:
+            _bounded(where, v, MAX_BLOCKS if "depths" in where else MAX_COUNT)
+    _bounded("clinical.depths (their sum)", sum(c.depths), MAX_BLOCKS)
+    for name in ("depth", "region_depth"):
+        _bounded(f"dermoscopy.{name}", getattr(d, name), MAX_BLOCKS)
+    for where, value in (
+        ("clinical.num_crops", c.num_crops),
+        ("clinical.csf_heads", c.csf_heads),
+        ("dermoscopy.num_heads", d.num_heads),
+        ("dermoscopy.region_heads", d.region_heads),
+        ("dermoscopy.num_templates", d.num_templates),
+        ("dermoscopy.window_chunk_size", d.window_chunk_size),
+        ("fusion.num_heads", cfg.fusion.num_heads),
+    ):
+        _bounded(where, value, MAX_COUNT)
+    if c.num_samples is not None:
+        _bounded("clinical.num_samples", c.num_samples, MAX_COUNT)
+    for where, value in (("clinical.mlp_ratio", c.mlp_ratio), ("dermoscopy.mlp_ratio", d.mlp_ratio)):
+        _bounded(where, float(value) if isinstance(value, int) else value, 64.0, float)
+    if len(cfg.tasks) > 1024:
+        raise ValueError(f"at most 1,024 tasks, got {len(cfg.tasks)}")
 
 
 def check_geometry(cfg: ModelConfig) -> None:

@@ -218,7 +218,7 @@ class RegionEncoder(nn.Module):
         self.grid = grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rates[i]) for i in range(depth)
         )

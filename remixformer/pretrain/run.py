@@ -68,23 +68,20 @@ def pretrain(
     from remixformer.pretrain.meta_arch import DINOMetaArch
     from remixformer.pretrain.module import DINOModule, WindowDataModule
     from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index, dataset_images
+    from remixformer.serialization import write_text_atomic
     from remixformer.training.callbacks import EpochMetrics, ProgressBar
+    from remixformer.training.checkpoint_io import prepare_run_dir
     from remixformer.training.trainer import build_trainer
 
     cfg = resolve_sizes(cfg)
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     state = run_dir / "checkpoints" / STATE_FILE
-    if resume:
-        if not state.exists():
-            raise ValueError(f"--resume: no training state at {state}; start the run without --resume")
+    if resume and (run_dir / "config.yaml").exists():
         old = stored_config(run_dir)
         if not cfg.windows.images:  # the window index is stored: images need not be named again
             cfg.windows.images = list(old.windows.images)
         check_resumable(old, cfg)
-    elif (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        raise ValueError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or choose another name / --run-dir"
-        )
+    resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -120,7 +117,7 @@ def pretrain(
         dump_yaml(cfg, run_dir / "config.yaml")
         if not (resume and index_file.exists()):
             index.to_csv(index_file)
-            (run_dir / "data.json").write_text(json.dumps(index.info, indent=2))
+            write_text_atomic(run_dir / "data.json", json.dumps(index.info, indent=2))
     try:
         meta = DINOMetaArch(cfg)
         init = (
@@ -149,10 +146,11 @@ def pretrain(
             run_dir, {"run": cfg.name, "windows": len(index), "pretrained_on": index.info.get("source", {})}
         )
         guard = CollapseGuard(cfg.dino.collapse_low, cfg.dino.collapse_high, cfg.dino.collapse_patience)
-        cbs: list = [checkpoint, guard, EpochMetrics(run_dir)]
+        cbs: list = [guard, EpochMetrics(run_dir)]
         if cfg.trainer.progress_bar:
             cbs.append(ProgressBar())
         cbs += list(callbacks or [])
+        cbs.append(checkpoint)  # last: the state of an epoch holds the guard's count after that epoch
         t = cfg.trainer
         trainer = build_trainer(
             run_dir,
@@ -193,7 +191,7 @@ def pretrain(
         }
         if trainer.is_global_zero:
             summary["time_s"] = round(time.time() - t0, 1)
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
     finally:
         if handler is not None:

@@ -10,15 +10,17 @@ Endpoints: ``GET /health``, ``GET /model``, ``POST /predict`` (multipart: ``clin
 Bad input gets a 4xx JSON ``{"detail": "...", "field": "..."}``: 413 for a file over the upload limit or
 an image over the pixel limit, 415 for a body that is not multipart or a file that is not a decodable
 image, 422 for unknown fields or values, a modality the model was not trained with, or bad options,
-400 for an empty request or a malformed body. Uploads stay in memory; nothing a client sends is used
-as a path. Decoding and inference run in a bounded pool (:mod:`remixformer.serving.pool`); a full pool
-answers 503 with ``Retry-After``.
+400 for an empty request or a malformed body, 408 for a body that stalls. Uploads stay in memory;
+nothing a client sends is used as a path. At most ``max_uploads`` bodies are read at once, each under a
+read timeout; only a complete, valid request takes a slot of the bounded inference pool
+(:mod:`remixformer.serving.pool`). A full pool, or too many uploads at once, answers 503 with
+``Retry-After``.
 """
 
 from __future__ import annotations
 
-import io
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,14 +36,21 @@ from starlette.requests import ClientDisconnect
 
 from remixformer.data.schema import is_blank
 from remixformer.serving.pool import InferencePool, QueueFull
-from remixformer.serving.predictor import LETTER_NAMES, Predictor
-from remixformer.serving.uploads import UploadError, read_form
+from remixformer.serving.predictor import LETTER_NAMES, PredictionError, Predictor
+from remixformer.serving.uploads import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    UploadError,
+    read_form,
+)
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
 DEFAULT_QUEUE_SIZE = 8
+DEFAULT_MAX_UPLOADS = 16  # request bodies read at once (each at most two files + fields)
+FAILING_AFTER = 3  # consecutive internal errors of /predict after which /health says "failing"
 IMAGE_FIELDS = ("clinical", "dermoscopy")
 OPTION_FIELDS = ("explain", "top_k")
 DISCLAIMER = (
@@ -124,32 +133,22 @@ def _top_k(raw: str, n_classes: int) -> int:
 
 
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """Upload bytes -> 8-bit RGB image; 413 over the pixel limit, 415 when not a decodable image."""
-    from remixformer.data.images import BadImageError, load_image
+    """Upload bytes -> 8-bit RGB image; 413 over the pixel limit or too elongated (both read from the
+    header, before decoding), 415 when not a decodable image."""
+    from remixformer.data.images import BadImageError, ImageTooLargeError, load_image
 
     if not data:
         raise ServingError(415, f"{name}: the file is empty", name)
     try:
-        with Image.open(io.BytesIO(data)) as probe:  # header only: size before any decoding
-            w, h = probe.size
-    except Image.DecompressionBombError:
-        raise ServingError(
-            413, f"{name}: image too large to decode (decompression bomb guard)", name
-        ) from None
-    except Exception:
-        raise ServingError(
-            415, f"{name}: not a decodable image (expected a JPEG, PNG, TIFF, BMP or WebP file)", name
-        ) from None
-    if w * h > max_pixels:
-        raise ServingError(
-            413,
-            f"{name}: image of {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} pixels",
-            name,
-        )
-    try:
         return load_image(data, max_pixels=max_pixels)
+    except ImageTooLargeError as e:
+        raise ServingError(413, f"{name}: {e.reason}", name) from None
     except BadImageError as e:
-        raise ServingError(415, f"{name}: not a decodable image ({e.reason})", name) from None
+        if e.reason.startswith("not a readable image"):
+            reason = "expected a JPEG, PNG, TIFF, BMP or WebP file"
+        else:
+            reason = e.reason
+        raise ServingError(415, f"{name}: not a decodable image ({reason})", name) from None
 
 
 # --- the app ------------------------------------------------------------------------------------------
@@ -177,6 +176,118 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UploadGate:
+    """Counts the request bodies being received (on the event loop: no lock needed) and bounds them, so
+    that memory stays bounded while slow clients upload; stalled ones are cut off by the read timeouts."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_uploads must be at least 1, got {limit}")
+        self.limit = limit
+        self.reading = 0
+        self.peak = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def enter(self) -> None:
+        if self.reading >= self.limit:
+            self.refused += 1
+            raise ServingError(
+                503,
+                f"the service is busy ({self.reading} uploads being received); retry later",
+                headers={"Retry-After": "1"},
+            )
+        self.reading += 1
+        self.peak = max(self.peak, self.reading)
+
+    def leave(self) -> None:
+        self.reading -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "max": self.limit,
+            "reading": self.reading,
+            "peak": self.peak,
+            "refused": self.refused,
+            "timed_out": self.timed_out,
+        }
+
+
+class _InternalErrors:
+    """Pure ASGI middleware: an exception escaping a route becomes a 500 JSON answer, logged with its
+    traceback, and the connection stays open. (Starlette's handler for ``Exception`` answers too but
+    then re-raises, and the server closes the keep-alive connection.) ``on_error`` is told of each."""
+
+    def __init__(self, app: Any, on_error: Any = None) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("internal error on %s", scope.get("path"))
+            if self.on_error is not None:
+                self.on_error(exc, scope.get("path"))
+            if started:  # part of an answer is out: nothing sensible can follow it
+                raise
+            response = JSONResponse(
+                {"detail": "internal error; the service log has the details"}, status_code=500
+            )
+            await response(scope, receive, send)
+
+
+class Health:
+    """Whether the model can predict: the self-check at start-up and the run of internal errors since
+    the last good prediction (``/health`` answers 503 "failing" when either says it cannot)."""
+
+    def __init__(self) -> None:
+        self.self_check_error: str | None = None
+        self.consecutive_failures = 0
+        self.internal_errors = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            self.internal_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.consecutive_failures = 0
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            body: dict[str, Any] = {
+                "internal_errors": self.internal_errors,
+                "consecutive_failures": self.consecutive_failures,
+            }
+            problems = []
+            if self.self_check_error:
+                problems.append(f"the start-up self-check failed: {self.self_check_error}")
+            if self.consecutive_failures >= FAILING_AFTER:
+                problems.append(
+                    f"the last {self.consecutive_failures} predictions failed with an internal error "
+                    f"(last: {self.last_error})"
+                )
+            if problems:
+                body["detail"] = "; ".join(problems)
+            return not problems, body
 
 
 def _form_schema(predictor: Predictor) -> dict[str, Any]:
@@ -212,13 +323,24 @@ def create_app(
     workers: int = 1,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     default_top_k: int = 3,
+    max_uploads: int = DEFAULT_MAX_UPLOADS,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    self_check: bool = True,
 ) -> FastAPI:
     """The service for one loaded predictor.
 
     ``max_upload_bytes``: per image file. ``max_image_pixels``: width x height of a decoded image
     (default: the predictor's). ``workers`` threads run decoding and inference; at most ``queue_size``
-    more requests wait for them, others get 503.
+    more requests wait for them, others get 503. ``max_uploads`` request bodies are received at once
+    (503 beyond); a body is cut off with 408 when the client sends nothing for ``read_timeout`` seconds
+    or takes more than ``body_timeout`` in all. A request takes its place in the pool only once its
+    body is complete and valid. ``self_check``: predict a made-up case now; ``GET /health`` reports
+    (503, "failing") a model that cannot predict, or whose last predictions all failed.
     """
+    for name, value in (("read_timeout", read_timeout), ("body_timeout", body_timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive (or None: no limit), got {value}")
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     pixels = predictor.max_image_pixels if max_image_pixels is None else int(max_image_pixels)
@@ -232,6 +354,14 @@ def create_app(
     if clash:
         raise ValueError(f"metadata field(s) {clash} clash with the form fields of /predict")
     pool = InferencePool(workers=workers, queue_size=queue_size)
+    uploads = UploadGate(max_uploads)
+    health_state = Health()
+    if self_check:
+        try:
+            predictor.self_check()
+        except PredictionError as e:
+            health_state.self_check_error = str(e)
+            log.error("the model cannot predict: %s", e)
     n_classes = len(predictor.tasks[0].classes)
     default_top_k = max(1, min(default_top_k, n_classes))
     image_fields = tuple(LETTER_NAMES[m] for m in predictor.modalities if m in "CD")
@@ -263,7 +393,13 @@ def create_app(
     )
     app.state.predictor = predictor
     app.state.pool = pool
-    app.add_middleware(_SecurityHeaders)
+    app.state.uploads = uploads
+    app.state.health = health_state
+    app.add_middleware(
+        _InternalErrors,
+        on_error=lambda exc, path: health_state.failed(exc) if path == "/predict" else None,
+    )
+    app.add_middleware(_SecurityHeaders)  # outermost: its headers go on the 500s too
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
@@ -271,11 +407,6 @@ def create_app(
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"detail": "internal error; the service log has the details"}, status_code=500)
 
     def parse_case(fields: dict[str, str], files: dict[str, bytes], query: dict[str, str]) -> CaseRequest:
         case = CaseRequest(top_k=default_top_k)
@@ -349,13 +480,22 @@ def create_app(
         body["model"] = {k: predictor.identity.get(k) for k in ("file", "sha256", "preset")}
         body["seconds"] = round(time.perf_counter() - start, 4)
         body["disclaimer"] = DISCLAIMER
+        health_state.succeeded()
         return body
 
     # --- routes -------------------------------------------------------------------------------------
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        """Liveness: the model is loaded; the pool's load."""
-        return {"status": "ok", "model": predictor.identity.get("sha256"), "pool": pool.stats()}
+    def health() -> JSONResponse:
+        """Whether the model can predict (its self-check, and its last predictions); the load."""
+        ok, state = health_state.report()
+        body = {
+            "status": "ok" if ok else "failing",
+            "model": predictor.identity.get("sha256"),
+            **state,
+            "pool": pool.stats(),
+            "uploads": uploads.stats(),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/model", tags=["service"])
     def model_info() -> dict[str, Any]:
@@ -368,6 +508,9 @@ def create_app(
                 "max_image_pixels": pixels,
                 "workers": workers,
                 "queue_size": queue_size,
+                "max_uploads": max_uploads,
+                "read_timeout_s": read_timeout,
+                "body_timeout_s": body_timeout,
             },
             "disclaimer": DISCLAIMER,
         }
@@ -379,6 +522,7 @@ def create_app(
         openapi_extra={"requestBody": _form_schema(predictor)},
         responses={
             400: {"model": ErrorBody, "description": "empty request or malformed body"},
+            408: {"model": ErrorBody, "description": "the body stalled or took too long to arrive"},
             413: {
                 "model": ErrorBody,
                 "description": "file over the upload limit or image over the pixel limit",
@@ -388,35 +532,40 @@ def create_app(
                 "description": "not multipart, or a file that is not a decodable image",
             },
             422: {"model": ErrorBody, "description": "unknown field or value, or an untrained modality"},
-            503: {"model": ErrorBody, "description": "queue full; see the Retry-After header"},
+            503: {
+                "model": ErrorBody,
+                "description": "queue full, or too many uploads at once; see the Retry-After header",
+            },
         },
     )
     async def predict(request: Request) -> JSONResponse:
         """One case: any subset of the model's modalities. Returns probabilities, top-k and, with
         ``explain=true``, attention overlays (PNG data URLs)."""
-        try:
-            slot = pool.slot()
-        except QueueFull as e:
-            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+        uploads.enter()
         try:
             form = await read_form(
                 request.headers.get("content-type"),
                 request.stream(),
                 max_file_bytes=max_upload_bytes,
                 file_fields=IMAGE_FIELDS,
-            )
-            case = parse_case(
-                form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params)
+                read_timeout=read_timeout,
+                body_timeout=body_timeout,
             )
         except UploadError as e:
-            slot.release()
-            raise ServingError(e.status, e.detail, e.field) from None
+            headers = None
+            if e.status == 408:  # the rest of the body may still come: do not read it as a request
+                uploads.timed_out += 1
+                headers = {"Connection": "close"}
+            raise ServingError(e.status, e.detail, e.field, headers) from None
         except ClientDisconnect:
-            slot.release()
             raise ServingError(400, "the client went away before its request was read") from None
-        except BaseException:
-            slot.release()
-            raise
+        finally:
+            uploads.leave()
+        case = parse_case(form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params))
+        try:  # only a complete, valid request waits for a worker
+            slot = pool.slot()
+        except QueueFull as e:
+            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
         body = await slot.run(run_case, case)
         return JSONResponse(body)
 

@@ -1,9 +1,9 @@
 """A bounded inference pool: ``workers`` threads and at most ``queue_size`` jobs waiting for them.
 
-A request first takes a slot (:meth:`InferencePool.slot`), before its body is read, so that a full
-service refuses at once (:class:`QueueFull`, answered 503 with ``Retry-After``) instead of reading
-uploads it cannot serve. The slot is freed when the job has finished running, not when the client
-goes away, so the bound holds for the work actually in the pool.
+A request takes a slot (:meth:`InferencePool.slot`) once its body has been received and checked, so
+that a client that uploads slowly (or stalls) holds no place in the pool; a full pool refuses at once
+(:class:`QueueFull`, answered 503 with ``Retry-After``). The slot is freed when the job has finished
+running, not when the client goes away, so the bound holds for the work actually in the pool.
 """
 
 from __future__ import annotations

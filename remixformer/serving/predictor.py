@@ -30,6 +30,10 @@ ImageInput = str | Path | bytes | Image.Image | np.ndarray | None
 LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
 
 
+class PredictionError(RuntimeError):
+    """The model could not give a valid answer (non-finite outputs): a fault of the model, not the input."""
+
+
 @dataclass
 class CasePrediction:
     """The answer for one case. ``probabilities[task][class]``; ``top_k`` of the diagnosis."""
@@ -50,19 +54,18 @@ class CasePrediction:
 
 
 def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
-    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes)."""
-    from remixformer.data.images import BadImageError, load_image, to_rgb8
+    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes). Every form
+    is refused before decoding or resizing when over ``max_pixels`` or more than ``MAX_ASPECT_RATIO``
+    times longer than wide (:class:`~remixformer.data.images.ImageTooLargeError`)."""
+    from remixformer.data.images import BadImageError, check_shape, load_image, to_rgb8
 
     if isinstance(image, (str, Path, bytes)):
         try:
             return load_image(image if not isinstance(image, str) else Path(image), max_pixels=max_pixels)
         except BadImageError as e:
-            raise BadImageError(f"{name} image {e.path}", e.reason) from None
+            raise type(e)(f"{name} image {e.path}", e.reason) from None
     if isinstance(image, Image.Image):
-        if image.width * image.height > max_pixels:
-            raise ValueError(
-                f"{name}: image of {image.width}x{image.height} pixels is over the limit {max_pixels}"
-            )
+        check_shape(image.size, f"{name} image", max_pixels)
         return to_rgb8(image)
     if isinstance(image, np.ndarray):
         arr = image
@@ -70,10 +73,7 @@ def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
             arr = np.stack([arr] * 3, axis=-1)
         if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
             raise ValueError(f"{name}: expected an (H, W, 3) or (H, W) array, got shape {arr.shape}")
-        if arr.shape[0] * arr.shape[1] > max_pixels:
-            raise ValueError(
-                f"{name}: image of {arr.shape[1]}x{arr.shape[0]} pixels is over the limit {max_pixels}"
-            )
+        check_shape((arr.shape[1], arr.shape[0]), f"{name} image", max_pixels)
         if arr.dtype != np.uint8:
             if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
                 arr = arr * 255.0
@@ -172,6 +172,27 @@ class Predictor:
             "checkpoint": self.identity,
         }
 
+    def self_check(self) -> None:
+        """Predict one made-up case (grey images of every image modality, one known metadata value) and
+        raise :class:`PredictionError` saying why when the model cannot answer with probabilities."""
+        images = {
+            LETTER_NAMES[m]: np.full((8, 8, 3), 128, dtype=np.uint8) for m in self.modalities if m in "CD"
+        }
+        metadata = None
+        if "M" in self.modalities:
+            first = self.schema.fields[0]
+            metadata = {first.name: first.values[0]}
+        try:
+            result = self.predict(metadata=metadata, **images)
+        except PredictionError:
+            raise
+        except Exception as e:
+            raise PredictionError(f"the model cannot predict: {type(e).__name__}: {e}") from e
+        for task, probs in result.probabilities.items():
+            values = np.asarray(list(probs.values()))
+            if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+                raise PredictionError(f"the model's {task!r} probabilities are not in [0, 1]: {probs}")
+
     # --- preprocessing -----------------------------------------------------------------------------
     def preprocess(
         self,
@@ -245,6 +266,11 @@ class Predictor:
                     flipped[key] = flipped[key].flip(-1)
             other = self.model(flipped)[keys.LOGITS]
             logits = {k: (v + other[k]) / 2 for k, v in logits.items()}
+        for t in self.tasks:
+            if not bool(torch.isfinite(logits[t.name]).all()):
+                raise PredictionError(
+                    f"the model's {t.name!r} outputs are not finite (NaN or infinite); it cannot predict"
+                )
         probs = {
             t.name: (logits[t.name].sigmoid() if t.kind == MULTI else logits[t.name].softmax(-1))
             .cpu()

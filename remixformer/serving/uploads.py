@@ -1,21 +1,26 @@
 """Reading a ``multipart/form-data`` request into memory with limits enforced while it streams.
 
 The body is fed chunk by chunk to python-multipart's parser; a file part that grows past
-``max_file_bytes`` stops the read at once (413), whatever ``Content-Length`` claimed. Nothing is
-written to disk and client file names are kept only as text for messages, never used as paths.
+``max_file_bytes`` stops the read at once (413), whatever ``Content-Length`` claimed. A body must end
+with its closing boundary: one cut off earlier is a 400, never a form without its unfinished part.
+Nothing is written to disk and client file names are kept only as text for messages, never used as
+paths.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024  # a text field (metadata value, option)
 MAX_PARTS = 64
 MAX_HEADER_OVERHEAD = 256 * 1024  # part headers and boundaries on top of the file bytes
 DRAIN_BYTES = 64 * 2**20  # read and drop at most this much of a body found too large
+DEFAULT_READ_TIMEOUT = 10.0  # seconds a client may send nothing in the middle of its body
+DEFAULT_BODY_TIMEOUT = 120.0  # seconds for a whole body (a stream of single bytes cannot last forever)
 
 
 class UploadError(ValueError):
@@ -134,18 +139,52 @@ class _Collector:
         self.form.files[name] = UploadedFile(name, part.filename, part.content_type, bytes(part.data))
 
 
+async def timed(
+    stream: AsyncIterator[bytes], read_timeout: float | None, body_timeout: float | None
+) -> AsyncIterator[bytes]:
+    """``stream`` with deadlines: at most ``read_timeout`` seconds between chunks and ``body_timeout``
+    for all of them (``None``: no limit); past one, :class:`UploadError` 408."""
+    loop = asyncio.get_running_loop()
+    deadline = None if body_timeout is None else loop.time() + body_timeout
+    chunks = stream.__aiter__()
+    while True:
+        waits = [
+            t for t in (read_timeout, None if deadline is None else deadline - loop.time()) if t is not None
+        ]
+        wait = min(waits) if waits else None
+        if wait is not None and wait <= 0:
+            raise UploadError(408, f"the request body took longer than {body_timeout:g} s to arrive")
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), wait)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            if deadline is not None and loop.time() >= deadline:
+                raise UploadError(
+                    408, f"the request body took longer than {body_timeout:g} s to arrive"
+                ) from None
+            raise UploadError(
+                408, f"the client sent nothing for {read_timeout:g} s in the middle of its request body"
+            ) from None
+        yield chunk
+
+
 async def read_form(
     content_type: str | None,
     stream: AsyncIterator[bytes],
     *,
     max_file_bytes: int,
     file_fields: tuple[str, ...],
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> Form:
     """Parse a multipart body from ``stream`` (e.g. ``request.stream()``) under the limits.
 
     Raises :class:`UploadError`: 415 when the body is not multipart, 413 when a file (or the whole body)
-    is too large, 400 for malformed bodies, 422 for unexpected or repeated parts.
+    is too large, 400 for malformed or unfinished bodies, 422 for unexpected or repeated parts, 408 when
+    the client sends nothing for ``read_timeout`` seconds or the body takes longer than ``body_timeout``.
     """
+    stream = timed(stream, read_timeout, body_timeout)
     mime, params = parse_options_header(content_type or "")
     if mime in (b"", b"application/x-www-form-urlencoded"):
         return await _read_urlencoded(stream, allow_body=bool(mime))
@@ -186,7 +225,17 @@ async def read_form(
         if too_large is not None:
             raise too_large
         parser.finalize()
-    except UploadError:
+        # python-multipart's finalize() does not check completeness: an unfinished last part would
+        # simply be dropped and the request answered from the other parts
+        if total and parser.state != MultipartState.END:
+            raise UploadError(
+                400,
+                "malformed multipart body: it ends before its closing boundary (the upload was cut off, "
+                "or the boundary is wrong)",
+            )
+    except UploadError as e:
+        if e.status == 408 and too_large is not None:
+            raise too_large from None  # it stalled while its excess was drained: the real reason
         raise
     except Exception as e:  # python-multipart's FormParserError and friends
         raise UploadError(400, f"malformed multipart body: {e}") from None
@@ -208,7 +257,16 @@ async def _read_urlencoded(stream: AsyncIterator[bytes], allow_body: bool) -> Fo
     if not allow_body:
         raise UploadError(415, "a body without a content type; send multipart/form-data")
     try:
-        pairs = parse_qsl(_decode(bytes(body), "the form body"), keep_blank_values=True, strict_parsing=True)
+        # percent-escapes must decode as UTF-8 too (the default would put U+FFFD in their place)
+        pairs = parse_qsl(
+            _decode(bytes(body), "the form body"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+        )
+    except UnicodeDecodeError:
+        raise UploadError(400, "a form field name or value is not valid UTF-8 (after %-decoding)") from None
     except ValueError as e:
         raise UploadError(400, f"malformed form body: {e}") from None
     form = Form()

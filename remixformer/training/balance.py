@@ -136,11 +136,11 @@ def class_balance(
 
 
 def write_balance(info: dict[str, Any], run_dir: str | Path) -> Path:
-    """``class_balance.json`` in the run directory (without the per-case weights)."""
-    path = Path(run_dir) / BALANCE_FILE
+    """``class_balance.json`` in the run directory (without the per-case weights), written atomically."""
+    from remixformer.serialization import write_text_atomic
+
     public = {k: v for k, v in info.items() if k != "sample_weights"}
-    path.write_text(json.dumps(public, indent=2))
-    return path
+    return write_text_atomic(Path(run_dir) / BALANCE_FILE, json.dumps(public, indent=2))
 
 
 def describe(info: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from remixformer.models.checkpoint import save_model
+from remixformer.serialization import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ LAST_MODEL = "last.safetensors"
 class RunCheckpoint(L.Callback):
     """At the end of every training epoch (after its validation): the best model by the monitored
     validation metric, the last model, and the resumable training state. Every write is atomic; only
-    the global rank 0 writes. The best is chosen on the validation split only, never the test split."""
+    the global rank 0 writes. The best is chosen on the validation split only, never the test split.
+    It must be the last callback, so that the state holds the others' state after the epoch."""
 
     def __init__(self, run_dir: Path, monitor: str, mode: str, extra: dict[str, Any]) -> None:
         self.dir = Path(run_dir) / "checkpoints"
@@ -70,18 +72,29 @@ class RunCheckpoint(L.Callback):
 
 class EpochMetrics(L.Callback):
     """``metrics.jsonl`` and ``metrics.csv`` in the run directory: one row per epoch (train and
-    validation metrics, learning rate, time). Rows of epochs that a resumed run repeats are replaced."""
+    validation metrics, learning rate, time), both rewritten atomically. Rows of epochs that a resumed
+    run repeats are replaced."""
 
     def __init__(self, run_dir: Path) -> None:
         self.jsonl = Path(run_dir) / "metrics.jsonl"
         self.csv = Path(run_dir) / "metrics.csv"
         self._t0 = time.time()
 
+    def _rows(self) -> list[dict[str, Any]]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        import pandas as pd
+
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(self.csv, pd.DataFrame(rows).to_csv(index=False) if rows else "")
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and self.jsonl.exists():  # resumed: keep rows of finished epochs only
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if r["epoch"] < trainer.current_epoch]
-            self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if trainer.is_global_zero and self.jsonl.exists():
+            # resumed (or started again): keep the rows of the epochs the training state holds
+            self._write([r for r in self._rows() if r["epoch"] < trainer.current_epoch])
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.time()
@@ -96,12 +109,7 @@ class EpochMetrics(L.Callback):
             row[k.removesuffix("_epoch")] = float(v)
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         row["epoch_time_s"] = round(time.time() - self._t0, 2)
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        import pandas as pd
-
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-        pd.DataFrame(rows).to_csv(self.csv, index=False)
+        self._write([*self._rows(), row])  # both files whole, atomically: a kill leaves no half line
         left = (trainer.max_epochs - trainer.current_epoch - 1) * row["epoch_time_s"]
         log.info(
             "epoch %d/%d: %s (%.1fs, about %.0fs left)",

@@ -34,15 +34,18 @@ def fold_config(cfg: RunConfig, fold: int, folds: int) -> RunConfig:
 
 
 def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or finish) every fold; a fold with a summary is done, one with a training state resumes."""
+    """Run (or finish) every fold: a fold with a summary is done; a fold that was started continues
+    from its training state, or starts again if it was stopped before its first state was complete."""
     from remixformer.evaluation.stats import cv_table
-    from remixformer.training.callbacks import STATE_FILE
+    from remixformer.serialization import remove_temporary_files, write_text_atomic
     from remixformer.training.run import train
     from remixformer.training.trainer import is_rank_zero
 
     if folds < 2:
         raise ValueError(f"--folds must be at least 2, got {folds}")
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
+    if is_rank_zero():
+        remove_temporary_files(run_dir)  # of a cv_results.json write that a kill interrupted
     results = []
     for k in range(folds):
         fold_dir = run_dir / f"fold_{k}"
@@ -51,7 +54,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = 
             log.info("fold %d/%d already done (%s)", k + 1, folds, summary_file)
             summary = json.loads(summary_file.read_text())
         else:
-            resume = (fold_dir / "checkpoints" / STATE_FILE).exists()
+            resume = (fold_dir / "config.yaml").exists()  # started: continue it (train() decides how)
             log.info("fold %d/%d: %s", k + 1, folds, "resuming" if resume else "training")
             summary = train(fold_config(cfg, k, folds), fold_dir, resume=resume)
         results.append(
@@ -64,11 +67,12 @@ def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = 
         )
     out = {"config": to_dict(cfg), "folds": results}
     if is_rank_zero():
-        (run_dir / "cv_results.json").write_text(json.dumps(out, indent=2, default=str))
+        write_text_atomic(run_dir / "cv_results.json", json.dumps(out, indent=2, default=str))
         metrics = [m for m in TABLE_METRICS if all(m in r["metrics"] for r in results)]
         table = cv_table({cfg.name: [r["metrics"] for r in results]}, metrics)
-        (run_dir / "cv_summary.md").write_text(
-            f"# {cfg.name}: {folds}-fold cross-validation (test folds, mean ± std)\n\n{table}\n"
+        write_text_atomic(
+            run_dir / "cv_summary.md",
+            f"# {cfg.name}: {folds}-fold cross-validation (test folds, mean ± std)\n\n{table}\n",
         )
         out["table"] = table
     return out

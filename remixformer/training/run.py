@@ -79,23 +79,20 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
 
     from remixformer.data.registry import load_dataset
     from remixformer.data.splits import read_splits, splits_from_config, write_splits
+    from remixformer.serialization import write_text_atomic
     from remixformer.training.balance import describe as describe_balance
     from remixformer.training.balance import write_balance
     from remixformer.training.callbacks import STATE_FILE, EpochMetrics, ProgressBar, RunCheckpoint
+    from remixformer.training.checkpoint_io import prepare_run_dir
     from remixformer.training.datamodule import RemixDataModule
     from remixformer.training.module import RemixFormerModule
     from remixformer.training.trainer import build_trainer
 
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     state = run_dir / "checkpoints" / STATE_FILE
-    if resume:
-        if not state.exists():
-            raise ValueError(f"--resume: no training state at {state}; start the run without --resume")
+    if resume and (run_dir / "config.yaml").exists():
         check_resumable(run_dir / "config.yaml", cfg)
-    elif (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        raise ValueError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or choose another name / --run-dir"
-        )
+    resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     table = load_dataset(cfg.data)
@@ -110,7 +107,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         handler = _file_logging(run_dir)
         dump_yaml(cfg, run_dir / "config.yaml")
         data_info = table.summary() | {"splits": {k: len(v) for k, v in splits.items()}}
-        (run_dir / "data.json").write_text(json.dumps(data_info, indent=2, default=str))
+        write_text_atomic(run_dir / "data.json", json.dumps(data_info, indent=2, default=str))
         write_splits(table, splits, run_dir, cfg=cfg.data)
         if table.leaky_fields_included:
             log.warning("%s", data_info.get("warning"))
@@ -131,10 +128,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         "data": to_dict(cfg.data),
         "leaky_fields_included": list(table.leaky_fields_included),
     }
-    callbacks: list = [
-        RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra),
-        EpochMetrics(run_dir),
-    ]
+    checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra)
+    callbacks: list = [EpochMetrics(run_dir)]
     if cfg.train.early_stopping_patience > 0 and splits["val"]:
         callbacks.append(
             EarlyStopping(
@@ -146,6 +141,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         )
     if cfg.train.progress_bar:
         callbacks.append(ProgressBar())
+    # last, as Lightning's own checkpoints: the training state of an epoch holds every callback's
+    # state after that epoch, and its metrics row is written before it
+    callbacks.append(checkpoint)
     t = cfg.train
     trainer = build_trainer(
         run_dir,
@@ -179,14 +177,14 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             "world_size": trainer.world_size,
             "weight_checksums": module.weight_checksums,
             "epochs_trained": trainer.current_epoch,
-            "best_epoch": callbacks[0].best_epoch,
-            "best_score": callbacks[0].best_score,
+            "best_epoch": checkpoint.best_epoch,
+            "best_score": checkpoint.best_score,
             "monitor": cfg.train.monitor,
         }
         if trainer.is_global_zero:
             summary["eval"] = evaluate_run(run_dir, cfg, table, splits, cfg.eval.split)
             summary["train_time_s"] = round(time.time() - t0, 1)
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
     finally:
         if handler is not None:

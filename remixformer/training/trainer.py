@@ -36,6 +36,20 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def batch_pause_points():
+    """A callback with the pause point ``batch:<epoch>:<batch>`` before each training batch, for tests
+    that kill a run mid-epoch (:mod:`remixformer.faults`)."""
+    import lightning as L
+
+    from remixformer.faults import pause_point
+
+    class BatchPausePoints(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            pause_point(f"batch:{trainer.current_epoch}:{batch_idx}")
+
+    return BatchPausePoints()
+
+
 def wants_ddp(devices: Any, num_nodes: int) -> bool:
     return (
         num_nodes > 1
@@ -73,9 +87,12 @@ def build_trainer(
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from remixformer import faults
     from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
 
     quiet_lightning()
+    if faults.enabled():  # a test kills this process at a chosen batch
+        callbacks = [batch_pause_points(), *callbacks]
     if strategy == "auto" and wants_ddp(devices, num_nodes):
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     return L.Trainer(

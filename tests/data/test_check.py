@@ -33,6 +33,7 @@ def test_check_reports_missing_and_corrupt_files_and_exits_1(pad_root, capsys, t
     assert "5-fold, stratified by diagnosis, grouped (8 groups of 24 cases)" in out
     assert "smoke: 12 blank (50.0%)" in out
     assert "background_father" in out and "outside the schema ('CHINA' x1)" in out
+    assert "field 'background_father': value 'CHINA' on metadata.csv line 8" in out
     assert "blanks in ['smoke'," in out and "act as a label proxy" in out
     data = json.loads(report.read_text())
     assert data["ok"] is False and len(data["bad_files"]) == 3 and data["n_cases"] == 24
@@ -53,7 +54,9 @@ def test_wrong_layout_exits_2_naming_file_and_column(manifest_root, capsys):
     code = main(["-q", "data", "check", "--manifest", str(manifest_root / "manifest.csv")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "manifest.csv: missing column(s) ['diagnosis']" in err and err.startswith("error: ")
+    assert "manifest.csv: missing column(s) ['diagnosis'] for a manifest;" in err and err.startswith(
+        "error: "
+    )
 
 
 def test_manifest_check_with_leaky_field_included(manifest_root, capsys):
@@ -71,10 +74,51 @@ def test_manifest_check_with_leaky_field_included(manifest_root, capsys):
         ]
     )
     out = capsys.readouterr().out
-    assert code == 0, out
     assert "LEAKAGE: metadata field(s) ['biopsy']" in out
     assert "attrs (positives per attribute):" in out
     assert "split protocol: official (manifest split column)" in out
+    # the manifest's one value outside the schema is a problem, named with its line
+    assert code == 1, out
+    assert "1 metadata value(s) outside the schema" in out
+    assert "field 'sex': value 'Other' on manifest.csv line 5" in out
+    assert out.rstrip().endswith("result: PROBLEMS FOUND")
+
+
+def test_values_outside_ranges_and_paths_leaving_the_root_are_problems(manifest_root, tmp_path, capsys):
+    schema = json.loads((manifest_root / "schema.json").read_text())
+    schema["fields"][1]["range"] = [0, 120]  # age
+    (manifest_root / "schema.json").write_text(json.dumps(schema))
+    df = pd.read_csv(manifest_root / "manifest.csv", keep_default_na=False, dtype=str)
+    df.loc[0, "age"], df.loc[1, "age"], df.loc[3, "age"], df.loc[3, "sex"] = "-5", "1_000", "nan", "Male"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.png").write_bytes((manifest_root / "img" / "c0.png").read_bytes())
+    df.loc[4, "clinical"] = "../outside/x.png"  # a readable image, but not under the data root
+    df.loc[5, "clinical"] = str(outside / "x.png")  # an absolute path elsewhere: allowed, noted
+    df.to_csv(manifest_root / "manifest.csv", index=False)
+    report = tmp_path / "report.json"
+    code = main(
+        ["-q", "data", "check", "--manifest", str(manifest_root / "manifest.csv"), "--json", str(report)]
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    for value, line in (("-5", 2), ("1_000", 3), ("nan", 5)):
+        assert f"field 'age': value {value!r} on manifest.csv line {line}" in out
+    assert "1 image path(s) leave the data root" in out
+    assert "case 'm4' (manifest.csv line 6): " in out and "../outside/x.png: resolves to" in out
+    assert "1 image path(s) are absolute paths outside the data root" in out
+    data = json.loads(report.read_text())
+    assert data["ok"] is False and data["unseen_value_sources"]["age"]["-5"] == ["manifest.csv line 2"]
+    assert [p["case_id"] for p in data["paths_outside_root"]] == ["m4"]
+
+
+def test_a_manifest_with_only_its_header_names_the_file(manifest_root, capsys):
+    (manifest_root / "manifest.csv").write_text(
+        (manifest_root / "manifest.csv").read_text().splitlines()[0] + "\n"
+    )
+    assert main(["-q", "data", "check", "--manifest", str(manifest_root / "manifest.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.csv: no cases (the file has its header line and no data rows)" in err
 
 
 def test_check_needs_a_data_set(capsys):

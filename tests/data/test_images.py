@@ -47,6 +47,34 @@ def test_pixel_limit_guards_against_decompression_bombs(tmp_path):
         load_image(p, max_pixels=4999, case_id="z")
 
 
+def test_elongated_images_are_refused_from_the_header(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from remixformer.data.images import ImageTooLargeError
+
+    ok = _png(tmp_path / "ok.png", Image.new("RGB", (20, 1)))
+    assert load_image(ok).size == (20, 1)  # 20:1 is the most elongated shape accepted
+    tall = _png(tmp_path / "tall.png", Image.new("RGB", (1, 2_000_000)))  # 2 M pixels, a few KB
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1))
+    with pytest.raises(ImageTooLargeError, match=r"1x2000000 is 2,000,000 times longer than wide"):
+        load_image(tall, case_id="t")
+    with pytest.raises(ImageTooLargeError, match=r"21x1 is 21 times"):
+        load_image(_png(tmp_path / "wide.png", Image.new("RGB", (21, 1))))
+    assert decoded == []  # refused before any pixel was decoded
+
+
+def test_a_pixel_limit_above_pillows_own_is_honoured(tmp_path, monkeypatch):
+    # Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS (179 M pixels by default) by itself;
+    # shrink its limit so that a small image stands for one between Pillow's limit and ours
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    p = _png(tmp_path / "mid.png", Image.new("RGB", (100, 50)))  # 5,000 > 2 x 1,000
+    assert load_image(p, max_pixels=6000).size == (100, 50)
+    assert Image.MAX_IMAGE_PIXELS == 6000  # raised to ours, never lowered
+    load_image(p, max_pixels=5000)
+    assert Image.MAX_IMAGE_PIXELS == 6000
+
+
 def test_rgba_drops_alpha_keeping_colours(tmp_path):
     arr = np.zeros((3, 5, 4), dtype=np.uint8)
     arr[..., 0], arr[..., 3] = 200, 0  # fully transparent red

@@ -5,7 +5,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from remixformer.data.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric
+from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 
 
 @pytest.fixture
@@ -84,6 +84,49 @@ def test_numeric_non_numbers_are_unseen(schema):
     assert f.lookup(float("nan")) == (None, "blank")
 
 
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "1_000", "0x10", "4 7", "", "٤٧", "1e", "--5"])
+def test_a_number_is_a_plain_decimal(schema, raw):
+    expected = (None, "blank") if raw == "" else (None, "unseen")
+    assert schema["age"].lookup(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["47", " 47 ", "+47", "47.", "4.7e1", "47.0", np.int64(47), np.float32(47)])
+def test_plain_numbers_in_every_spelling_are_read(schema, raw):
+    assert schema["age"].lookup(raw) == (AGE_BINS.index(40.0) + 1, "ok")
+
+
+def test_a_range_bounds_a_numeric_field_and_round_trips():
+    s = MetadataSchema([numeric("age", AGE_BINS, value_range=AGE_RANGE)])
+    f = s["age"]
+    for raw in (-5, "-5", 121, 1e308, "1e308", -0.001):
+        assert f.lookup(raw) == (None, "unseen"), raw
+    assert f.lookup(0)[1] == f.lookup(120)[1] == f.lookup("120")[1] == "ok"
+    assert f.lookup(">=80") == (len(AGE_BINS), "ok")  # a bin label is still accepted
+    with pytest.raises(ValueError, match=r"value -5 is not allowed; expected a number from 0 to 120"):
+        s.validate({"age": -5})
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["fields"][0]["range"] == [0.0, 120.0]
+    again = MetadataSchema.from_dict(d)
+    assert again == s and again["age"].value_range == (0.0, 120.0)
+    # a field without a range takes any finite number, as before
+    assert MetadataSchema([numeric("age", AGE_BINS)])["age"].lookup(1e308) == (len(AGE_BINS), "ok")
+
+
+def test_the_public_data_sets_bound_their_numbers():
+    from remixformer.data.datasets import isic, pad_ufes, synthetic
+
+    for schema in (
+        pad_ufes.SCHEMA,
+        synthetic.SCHEMA,
+        isic.ISIC2017_SCHEMA,
+        isic.ISIC2018_SCHEMA,
+        isic.ISIC2019_SCHEMA,
+    ):
+        for f in schema.fields:
+            if f.kind == "numeric":
+                assert f.value_range is not None, (schema.name, f.name)
+
+
 @pytest.mark.parametrize(
     ("raw", "idx"),
     [(True, 1), (False, 0), ("True", 1), ("false", 0), (1, 1), (0.0, 0), ("yes", 1), ("no", 0)],
@@ -140,6 +183,10 @@ def test_numeric_labels_round_trip():
             {"fields": [{"name": "a", "values": ["x"], "aliases": {"z": "w"}}]},
             "alias 'z' -> 'w' names no value",
         ),
+        ({"fields": [{"name": "a", "kind": "numeric", "bins": [1], "range": [5, 1]}]}, "smallest first"),
+        ({"fields": [{"name": "a", "kind": "numeric", "bins": [1], "range": [0, "inf"]}]}, "finite"),
+        ({"fields": [{"name": "a", "kind": "numeric", "bins": [1], "range": 5}]}, r"\[smallest, largest\]"),
+        ({"fields": [{"name": "a", "values": ["x"], "range": [0, 1]}]}, "only a numeric field"),
     ],
 )
 def test_bad_schemas_raise_naming_the_field(d, msg):

@@ -219,11 +219,22 @@ def test_isic2017_needs_both_classes():
         ([0, -2], [[0.5, 0.5], [0.2, 0.8]], "row 1"),
         ([0, 1], [[0.5, np.nan], [0.2, 0.8]], "NaN"),
         ([0], [0.5, 0.5], r"shape \(N, C\)"),
+        ([0, 1, 1], [[-3, 7], [0.2, 0.8], [0.4, 0.6]], r"\[0, 1\]; row 0 holds -3"),  # logits
+        ([0, 1], [[0.5, 0.5], [-0.1, 1.1]], "row 1"),
     ],
 )
 def test_bad_inputs_raise(y, p, match):
     with pytest.raises(ValueError, match=match):
         M.single_label_metrics(y, p)
+
+
+def test_probabilities_outside_0_1_are_refused_but_rounding_is_not():
+    with pytest.raises(ValueError, match=r"row 1 holds 1.5"):
+        M.multilabel_metrics([[0, 1], [1, 0]], [[0.1, 0.9], [1.5, 0.2]])
+    with pytest.raises(ValueError, match="NaN"):
+        M.multilabel_metrics([[0, 1], [1, 0]], [[0.1, np.inf], [0.5, 0.2]])
+    f32 = np.float32(1) + np.float32(1e-7)  # a float32 softmax may overshoot by a rounding error
+    assert M.accuracy([1, 0], np.array([[0.0, f32], [f32, 0.0]])) == 1.0
 
 
 def test_empty_after_unknowns_gives_nan():

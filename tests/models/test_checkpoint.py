@@ -79,3 +79,102 @@ def test_model_file_is_not_a_training_state(tiny, tmp_path):
     save_tree(tmp_path / "s.safetensors", {"a": 1})
     with pytest.raises(CheckpointError, match="not a remixformer model checkpoint"):
         load_model(tmp_path / "s.safetensors")
+
+
+# --- hostile or damaged headers and weights ---------------------------------------------------------
+def _with_schema(tiny):
+    from remixformer.data.schema import AGE_BINS, MetadataSchema, categorical, numeric
+
+    schema = MetadataSchema([numeric("age", AGE_BINS), categorical("sex", ["female", "male"])])
+    assert schema.dim == 12  # = META_DIM of the tiny model
+    model = tiny("CDM")
+    model.config.metadata_schema = schema.to_dict()
+    return model
+
+
+def _rewrite(src, dst, header=None, tensors=None):
+    """A copy of ``src`` with header fields replaced (``header``: field -> text or a function of the
+    parsed JSON) and tensors edited in place (``tensors``: a function of the state dict)."""
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    for key, value in (header or {}).items():
+        meta[key] = value(json.loads(meta[key])) if callable(value) else value
+    weights = load_file(str(src))
+    if tensors:
+        tensors(weights)
+    save_file(weights, str(dst), metadata=meta)
+    return dst
+
+
+def _config_edit(**changes):
+    def edit(cfg):
+        for dotted, value in changes.items():
+            section, _, key = dotted.rpartition("__")
+            (cfg[section] if section else cfg)[key] = value
+        return json.dumps(cfg)
+
+    return edit
+
+
+@pytest.fixture
+def good(tiny, tmp_path):
+    return save_model(_with_schema(tiny), tmp_path / "good.safetensors", extra={"run": "r"})
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ({"extra": "[1, 2]"}, "header field 'extra' must be a JSON object, got a list"),
+        ({"extra": "{not json"}, "header field 'extra' is not valid JSON"),
+        ({"config": "[]"}, "header field 'config' must be a JSON object"),
+        ({"config": "nan-sense"}, "header field 'config' is not valid JSON"),
+        ({"format_version": "7"}, "format version '7'"),
+        ({"config": _config_edit(dermoscopy__depth=10**6)}, r"dermoscopy.depth must be .* at most 256"),
+        ({"config": _config_edit(clinical__image_size=-64)}, "clinical.image_size must be a positive int"),
+        (
+            {"config": _config_edit(metadata_schema={"fields": [{"name": "sex", "values": ["f", "m"]}]})},
+            "schema encodes 3 one-hot slots but the model reads 12",
+        ),
+        ({"config": _config_edit(metadata_schema={"fields": "x"})}, "metadata schema is invalid"),
+    ],
+)
+def test_every_header_field_is_checked_naming_the_file(good, tmp_path, header, message):
+    bad = _rewrite(good, tmp_path / "bad.safetensors", header=header)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_model(bad)
+    assert "bad.safetensors" in str(info.value)
+
+
+def test_nan_weights_are_refused_at_load(good, tmp_path):
+    def poison(weights):
+        name = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 4)
+        weights[name][0] = float("nan")
+
+    bad = _rewrite(good, tmp_path / "nan.safetensors", tensors=poison)
+    with pytest.raises(CheckpointError, match=r"nan.safetensors: NaN or infinite weights in 1 tensor\(s\)"):
+        load_model(bad)
+
+
+def test_a_config_asking_for_huge_sizes_is_refused_before_allocating(good, tmp_path, monkeypatch):
+    import remixformer.models.remixformer as rf
+
+    real_init = rf.RemixFormer.__init__
+
+    def only_on_meta(self, *a, **k):  # a real build here would ask for tens of GB
+        assert torch.get_default_device().type == "meta", "the model was built before its sizes were checked"
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(rf.RemixFormer, "__init__", only_on_meta)
+    bad = _rewrite(
+        good,
+        tmp_path / "huge.safetensors",
+        header={
+            "config": _config_edit(dermoscopy__embed_dim=16384, dermoscopy__num_heads=8, fusion__dim=16384)
+        },
+    )
+    with pytest.raises(
+        CheckpointError, match=r"huge.safetensors: weights do not fit the stored config: .* another shape"
+    ):
+        load_model(bad)

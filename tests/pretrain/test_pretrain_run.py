@@ -15,7 +15,8 @@ from remixformer.pretrain.run import pretrain
 
 
 class Interrupt(L.Callback):
-    """Stops the run with an error at the end of an epoch (after the checkpoint was written)."""
+    """Stops the run with an error at the end of an epoch, before that epoch's checkpoint is written
+    (user callbacks run before the run's checkpoint; the killed processes are in test_pretrain_kill)."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,7 +104,7 @@ def test_resume_is_exact_and_the_export_loads_strictly(image_dir, tiny_cfg, tmp_
     cfg = tiny_cfg(windows={"images": [str(image_dir)]})
     straight = pretrain(cfg, tmp_path / "straight")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        pretrain(cfg, tmp_path / "resumed", callbacks=[Interrupt(epoch=0)])
+        pretrain(cfg, tmp_path / "resumed", callbacks=[Interrupt(epoch=1)])  # epoch 0's state is complete
     with pytest.raises(ValueError, match="already holds a run"):
         pretrain(cfg, tmp_path / "resumed")
     with pytest.raises(ValueError, match="optim.epochs"):

@@ -10,12 +10,12 @@ import numpy as np
 import uvicorn
 from PIL import Image
 
-from remixformer.data.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric
+from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 
 TASKS = {"diag": ["BCC", "NEV", "MEL", "MISC", "SK"], "pn": ["ABS", "TYP", "ATP"]}
 SCHEMA = MetadataSchema(
     [
-        numeric("age", AGE_BINS, description="years"),
+        numeric("age", AGE_BINS, description="years", value_range=AGE_RANGE),
         categorical("sex", ["female", "male"]),
         categorical("location", ["head_neck", "trunk", "upper_limbs", "lower_limbs", "acral"]),
         boolean("changed"),

@@ -5,6 +5,7 @@ import io
 import tempfile
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from serving_helpers import TASKS, png_bytes
@@ -39,6 +40,46 @@ def test_health(client):
     body = r.json()
     assert body["status"] == "ok" and len(body["model"]) == 64
     assert body["pool"]["workers"] == 1
+
+
+def test_health_reports_a_model_that_cannot_predict(make_checkpoint):
+    broken = Predictor.from_checkpoint(make_checkpoint("CDM"))
+    with torch.no_grad():  # as if NaN weights had been loaded
+        list(broken.model.parameters())[-1].fill_(float("nan"))  # a head: every answer
+    with TestClient(create_app(broken)) as c:
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "failing"
+        assert "self-check failed" in r.json()["detail"] and "not finite" in r.json()["detail"]
+        r = post(c, {}, {"sex": "male"})
+        assert r.status_code == 500 and "NaN" not in r.text  # never a NaN probability in an answer
+
+
+def test_health_turns_failing_after_consecutive_internal_errors_and_recovers(predictor):
+    class Flaky:
+        fail = True
+
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict(self, *a, **k):
+            if self.fail:
+                raise RuntimeError("simulated bug")
+            return predictor.predict(*a, **k)
+
+    flaky = Flaky()
+    with TestClient(create_app(flaky)) as c:
+        assert c.get("/health").json()["status"] == "ok"
+        for n in (1, 2, 3):
+            assert post(c, {}, {"sex": "male"}).status_code == 500
+            assert c.get("/health").json()["consecutive_failures"] == n
+        r = c.get("/health")
+        assert r.status_code == 503 and "last 3 predictions failed" in r.json()["detail"]
+        assert post(c, {}, {"sex": ""}).status_code == 400  # a bad request is not the model's fault
+        assert c.get("/health").status_code == 503
+        flaky.fail = False
+        assert post(c, {}, {"sex": "male"}).status_code == 200
+        r = c.get("/health")
+        assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["internal_errors"] == 3
 
 
 def test_model_description(client):
@@ -159,6 +200,26 @@ def test_image_over_the_pixel_limit(client):
     assert body["field"] == "clinical" and "500x500" in body["detail"] and "pixel" in body["detail"]
 
 
+def test_tall_thin_image_is_refused_before_it_is_decoded(predictor):
+    tall = io.BytesIO()
+    Image.new("RGB", (1, 2_000_000)).save(tall, format="PNG")  # 2 M pixels (within the limit) in 4 KB
+    assert len(tall.getvalue()) < 64 * 1024
+    with TestClient(create_app(predictor)) as c:  # the default limits
+        body = error_of(post(c, {"dermoscopy": tall.getvalue()}), 413)
+    assert body["field"] == "dermoscopy" and "2,000,000 times longer than wide" in body["detail"]
+
+
+def test_a_pixel_limit_above_pillows_own_is_honoured_end_to_end(predictor, monkeypatch):
+    # Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS by itself (179 M pixels by default);
+    # with its limit shrunk, a 100x50 image stands for one between Pillow's limit and the service's
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    flat = io.BytesIO()
+    Image.new("RGB", (100, 50), (200, 150, 120)).save(flat, format="PNG")
+    with TestClient(create_app(predictor, max_image_pixels=6000)) as c:
+        assert c.get("/model").json()["limits"]["max_image_pixels"] == 6000
+        assert post(c, {"dermoscopy": flat.getvalue()}).status_code == 200
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
@@ -181,6 +242,30 @@ def test_unknown_metadata_value(client):
     body = error_of(post(client, {}, {"sex": "female", "location": "moon"}), 422)
     assert body["field"] == "location"
     assert "'moon' is not allowed" in body["detail"] and "acral" in body["detail"]
+
+
+@pytest.mark.parametrize("age", ["-5", "1e308", "1_000", "nan", "inf", "121"])
+def test_numbers_outside_the_fields_range_or_not_plain_are_refused(client, age):
+    for form in ({"data": {"age": age}}, {"files": {"age": (None, age)}}):  # url-encoded and multipart
+        body = error_of(client.post("/predict", **form), 422)
+        assert body["field"] == "age" and "a number from 0 to 120" in body["detail"], body
+
+
+def test_non_utf8_values_are_400_however_the_form_is_encoded(client):
+    r = client.post(
+        "/predict", content=b"sex=%FF", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert "not valid UTF-8" in error_of(r, 400)["detail"] and "\ufffd" not in r.text
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sex"\r\n\r\n'.encode()
+        + b"\xff\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert "not valid UTF-8" in error_of(r, 400)["detail"]
 
 
 def test_unknown_file_field(client):
@@ -235,6 +320,31 @@ def test_malformed_multipart(client):
         "/predict", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=abc"}
     )
     assert error_of(r, 400)
+
+
+def _multipart(boundary, parts):
+    out = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+    return out
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        b"",  # the image part is cut off before its boundary
+        b"\r\n--b0undary",  # the closing boundary without its final "--"
+    ],
+)
+def test_a_body_without_its_closing_boundary_is_refused(client, ending):
+    image = png_bytes()
+    complete = _multipart("b0undary", [("sex", b"male", None), ("dermoscopy", image, "d.png")])
+    headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+    assert client.post("/predict", content=complete + b"--b0undary--\r\n", headers=headers).status_code == 200
+    cut = complete[: -len(image) // 2 - 2] if not ending else complete[:-2] + ending
+    body = error_of(client.post("/predict", content=cut, headers=headers), 400)
+    assert "closing boundary" in body["detail"]  # not an answer from the metadata alone
 
 
 def test_modality_the_model_was_not_trained_with(make_checkpoint):

@@ -166,6 +166,32 @@ def test_predict_manifest_command(make_checkpoint, synth, tmp_path, capsys):
     assert len(read_scores(out)) == 12
 
 
+def test_predict_into_a_closed_pipe_ends_quietly(make_checkpoint, synth, tmp_path):
+    """``remixformer predict ... | head`` where ``head`` has gone: no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import remixformer
+
+    truth = list(csv.DictReader(open(synth / "manifest.csv")))[0]
+    image = synth / truth["dermoscopy"]
+    root = str(Path(remixformer.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes anything
+    cmd = [sys.executable, "-m", "remixformer", "-q", "predict", "--checkpoint", str(make_checkpoint("CDM"))]
+    proc = subprocess.Popen(
+        [*cmd, "--dermoscopy", str(image), "--json"], stdout=write_end, stderr=subprocess.PIPE, env=env
+    )
+    os.close(write_end)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
 def test_serve_stops_on_a_checkpoint_that_does_not_load(tmp_path, capsys, monkeypatch):
     import uvicorn
 
@@ -179,6 +205,56 @@ def test_serve_stops_on_a_checkpoint_that_does_not_load(tmp_path, capsys, monkey
     assert "absent.safetensors" in capsys.readouterr().err
 
 
+def _with_header(src, dst, **fields):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    save_file(load_file(str(src)), str(dst), metadata={**meta, **fields})
+    return dst
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"extra": "[]"}, "header field 'extra' must be a JSON object"),
+        ({"extra": "{oops"}, "header field 'extra' is not valid JSON"),
+    ],
+)
+def test_predict_and_serve_refuse_a_bad_header_naming_the_file(
+    make_checkpoint, synth, tmp_path, capsys, monkeypatch, fields, message
+):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server must not start"))
+    bad = _with_header(make_checkpoint("CDM"), tmp_path / "edited.safetensors", **fields)
+    truth = list(csv.DictReader(open(synth / "manifest.csv")))[0]
+    for cmd in (
+        ["predict", "--checkpoint", str(bad), "--dermoscopy", str(synth / truth["dermoscopy"])],
+        ["serve", "--checkpoint", str(bad)],
+    ):
+        assert main(["-q", *cmd]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "edited.safetensors" in err and message in err, err
+
+
+def test_serve_refuses_a_model_that_cannot_predict(make_checkpoint, capsys, monkeypatch):
+    import uvicorn
+
+    from remixformer.serving.predictor import PredictionError, Predictor
+
+    def cannot(self):
+        raise PredictionError("the model's 'diag' outputs are not finite (NaN or infinite)")
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server must not start"))
+    monkeypatch.setattr(Predictor, "self_check", cannot)
+    assert main(["-q", "serve", "--checkpoint", str(make_checkpoint("D"))]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "tiny_D.safetensors" in last and "not finite" in last
+
+
 def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, capsys):
     import torch
     import uvicorn
@@ -189,10 +265,9 @@ def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, caps
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
     try:
         args = ["-q", "serve", "--checkpoint", str(make_checkpoint("D")), "--port", "8123"]
-        assert (
-            main([*args, "--workers", "2", "--queue-size", "3", "--max-upload-mb", "1", "--threads", "1"])
-            == 0
-        )
+        limits = ["--workers", "2", "--queue-size", "3", "--max-upload-mb", "1", "--threads", "1"]
+        limits += ["--max-uploads", "5", "--read-timeout", "2.5", "--body-timeout", "30"]
+        assert main([*args, *limits]) == 0
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
@@ -205,4 +280,7 @@ def test_serve_builds_the_app_with_its_limits(make_checkpoint, monkeypatch, caps
         "max_image_pixels": 100_000_000,
         "workers": 2,
         "queue_size": 3,
+        "max_uploads": 5,
+        "read_timeout_s": 2.5,
+        "body_timeout_s": 30.0,
     }

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from serving_helpers import TASKS, rgb_array
 
-from remixformer.data.images import BadImageError
+from remixformer.data.images import BadImageError, ImageTooLargeError
 from remixformer.serving import Predictor
 from remixformer.serving.overlays import draw_boxes, heat_overlay, make_overlays
 
@@ -103,8 +103,25 @@ def test_pixel_limit(make_checkpoint):
     p = Predictor.from_checkpoint(make_checkpoint("CDM"), max_image_pixels=1000)
     with pytest.raises(BadImageError, match="exceeds the limit"):
         p.predict(clinical=_png(40, 40))
-    with pytest.raises(ValueError, match="over the limit"):
+    with pytest.raises(BadImageError, match="exceeds the limit"):
         p.predict(clinical=rgb_array(40, 40))
+
+
+@pytest.mark.parametrize("form", ["bytes", "pil", "array"])
+def test_tall_thin_images_are_refused_before_resizing_whatever_the_form(predictor, form, monkeypatch):
+    import remixformer.data.transforms as T
+
+    def no_resize(*a, **k):
+        raise AssertionError("a refused image reached the resize")
+
+    monkeypatch.setattr(T, "to_model_tensor", no_resize)
+    tall = Image.new("RGB", (1, 2_000_000))  # within the pixel limit: 2 M pixels, a PNG of a few KB
+    image = {"bytes": lambda: _png(1, 2_000_000), "pil": lambda: tall, "array": lambda: np.asarray(tall)}
+    with pytest.raises(ImageTooLargeError, match=r"1x2000000 is 2,000,000 times longer than wide"):
+        predictor.predict(dermoscopy=image[form]())
+    wide = Image.new("RGB", (21, 1))
+    with pytest.raises(ImageTooLargeError, match="up to 20:1"):
+        predictor.predict(clinical=wide)
 
 
 def _png(w, h):

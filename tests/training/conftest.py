@@ -1,6 +1,18 @@
 import pytest
+import torch
 
 from remixformer.data.datasets.synthetic import generate
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from several threads, and on a shared machine they wait on each other
+    (a two-epoch run took 40 s with two threads, 14 s with one); the killed child processes run with
+    OMP_NUM_THREADS=1 too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,8 @@
-"""The commands around training: train, cv (resumable per fold), evaluate with a modality withheld,
-and two CPU processes under DDP."""
+"""The commands around training: train, cv (resumable per fold), evaluate with a modality withheld.
+Two CPU processes under DDP: test_training_ddp.py; killed runs: test_training_kill.py."""
 
 import json
-import os
-import subprocess
-import sys
 
-import pytest
 from train_helpers import tiny_config
 
 from remixformer.cli.main import main
@@ -71,34 +67,3 @@ def test_train_then_evaluate_with_a_modality_withheld(synth_root, tmp_path, caps
 def test_unknown_config_key_is_a_clear_error(capsys):
     assert main(["train", "train.no_such_key=1"]) == 2
     assert "unknown config key" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_agrees_on_weights_and_writes_once(synth_root, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29533",
-        "-m",
-        "remixformer",
-        "train",
-        *BASE,
-        "name=ddp",
-        f"output_dir={tmp_path}",
-        f"data.root={synth_root}",
-        "train.max_epochs=2",
-        "train.devices=2",
-        "model.modalities=CDM",
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["world_size"] == 2
-    a, b = summary["weight_checksums"]
-    assert a == pytest.approx(b, rel=1e-9)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run directory
-    assert (tmp_path / "ddp" / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs, one writer
-    assert sorted(p.name for p in (tmp_path / "ddp" / "logs").iterdir()) == ["tensorboard"]

@@ -1,11 +1,10 @@
-"""A whole run on a tiny synthetic set: the run directory, resume after a kill, refusal to clobber."""
+"""A whole run on a tiny synthetic set: the run directory, when a run starts again or continues, refusal
+to clobber. Runs killed with SIGKILL are in test_training_kill.py."""
 
 import json
 
-import lightning as L
 import pandas as pd
 import pytest
-import torch
 from safetensors.torch import load_file
 from train_helpers import tiny_config
 
@@ -51,44 +50,33 @@ def test_run_directory_holds_everything(synth_root, tmp_path):
     assert "protocol" in report
 
 
-class _Kill(L.Callback):
-    """Dies in the middle of an epoch, as a killed process would."""
+def test_a_run_stopped_before_its_first_training_state_starts_again_and_leftovers_go(tmp_path, caplog):
+    """The decision itself (the killed processes are in test_training_kill.py)."""
+    from remixformer.training.checkpoint_io import prepare_run_dir
 
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if (trainer.current_epoch, batch_idx) == self.at:
-            raise SystemExit("killed")
-
-
-def test_resume_after_a_kill_reaches_the_same_result(synth_root, tmp_path, monkeypatch):
-    cfg = tiny_config(synth_root, tmp_path / "a", "train.max_epochs=3")
-    train(cfg)
-    reference = _weights(tmp_path / "a" / "tiny")
-
-    from remixformer.training import trainer as trainer_mod
-
-    original = trainer_mod.build_trainer
-
-    def with_kill(run_dir, callbacks, **kw):
-        return original(run_dir, [*callbacks, _Kill(epoch=2, batch=1)], **kw)
-
-    monkeypatch.setattr(trainer_mod, "build_trainer", with_kill)
-    cfg_b = tiny_config(synth_root, tmp_path / "b", "train.max_epochs=3")
-    with pytest.raises(SystemExit):
-        train(cfg_b)
-    monkeypatch.setattr(trainer_mod, "build_trainer", original)
-    run_b = tmp_path / "b" / "tiny"
-    assert (run_b / "checkpoints" / "last.state.safetensors").is_file()
-    assert not (run_b / "summary.json").exists()
-    train(cfg_b, resume=True)
-    resumed = _weights(run_b)
-    assert resumed.keys() == reference.keys()
-    for k in reference:
-        torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6, msg=k)
-    rows = pd.read_csv(run_b / "metrics.csv")
-    assert rows["epoch"].tolist() == [0, 1, 2]
+    run, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    with pytest.raises(ValueError, match="no training state .* start the run without --resume"):
+        prepare_run_dir(run, "last.state.safetensors", resume=True)  # nothing there
+    ckpt.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\n")
+    (ckpt / "best.safetensors").write_bytes(b"epoch 0")  # written before the state, whose write was killed
+    (ckpt / ".last.state.safetensors.k1ll3d.tmp").write_bytes(b"")
+    (run / ".summary.json.x.tmp").write_bytes(b"{")
+    (ckpt / "notes.tmp").write_text("not ours")  # not a temporary file of an atomic write
+    caplog.set_level("INFO")
+    for resume in (True, False):
+        assert prepare_run_dir(run, "last.state.safetensors", resume=resume) is False
+    assert "stopped before its first training state was complete" in caplog.text
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.safetensors", "notes.tmp"]
+    assert not (run / ".summary.json.x.tmp").exists()
+    (ckpt / "last.state.safetensors").write_bytes(b"state")
+    assert prepare_run_dir(run, "last.state.safetensors", resume=True) is True
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        prepare_run_dir(run, "last.state.safetensors", resume=False)
+    (ckpt / "last.state.safetensors").unlink()
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match="finished run"):
+        prepare_run_dir(run, "last.state.safetensors", resume=False)
 
 
 def test_existing_run_is_not_overwritten_and_resume_checks_the_config(synth_root, tmp_path):

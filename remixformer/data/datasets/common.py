@@ -82,7 +82,7 @@ def read_csv(path: Path, dataset: str, required: Sequence[str] = (), what: str =
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(
-            f"{dataset}: {path}: missing column(s) {missing}{' for the ' + what if what else ''}; "
+            f"{dataset}: {path}: missing column(s) {missing}{' for ' + what if what else ''}; "
             f"expected columns {list(required)}, found {list(df.columns)}"
         )
     return df
@@ -188,15 +188,14 @@ def modalities_of(table_cases: Sequence[Any], schema: MetadataSchema) -> str:
     return letters
 
 
-def unseen_values(table: CaseTable) -> dict[str, dict[str, int]]:
-    """Field -> {raw value: count} of values outside the schema (they encode as unknown)."""
-    out: dict[str, dict[str, int]] = {}
+def unseen_sources(table: CaseTable) -> dict[str, dict[str, list[str]]]:
+    """Field -> {raw value: where each case holding it was read (``manifest.csv line 4``, or its id)}."""
+    out: dict[str, dict[str, list[str]]] = {}
     for f in table.schema.fields:
         for c in table.cases:
             raw = c.metadata.get(f.name)
             if f.lookup(raw)[1] == "unseen":
-                d = out.setdefault(f.name, {})
-                d[str(raw)] = d.get(str(raw), 0) + 1
+                out.setdefault(f.name, {}).setdefault(str(raw), []).append(c.source or f"case {c.case_id!r}")
     return out
 
 

@@ -205,7 +205,7 @@ def _read_indexes(meta_dir: Path, n_rows: int) -> dict[int, str]:
     row_split: dict[int, str] = {}
     for split, fname in SPLIT_FILES.items():
         path = meta_dir / fname
-        df = read_csv(path, NAME, required=["indexes"], what="official split")
+        df = read_csv(path, NAME, required=["indexes"], what="the official split")
         for r, raw in zip(df.index, df["indexes"]):
             where = f"{NAME}: {path} line {csv_line(r)}, column 'indexes'"
             try:

@@ -43,7 +43,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import AGE_BINS, MetadataSchema, categorical, numeric
+from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, categorical, numeric
 from remixformer.keys import IGNORE_INDEX
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 
@@ -59,7 +59,8 @@ ISIC2017 = "isic2017"
 ISIC2017_CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
 ISIC2017_ATTRIBUTES = ("pigment_network", "negative_network", "streaks", "milia_like_cyst")
 ISIC2017_SCHEMA = MetadataSchema(
-    [numeric("age", AGE_BINS, aliases={"unknown": None}, description="years"), _SEX], name=ISIC2017
+    [numeric("age", AGE_BINS, aliases={"unknown": None}, description="years", value_range=AGE_RANGE), _SEX],
+    name=ISIC2017,
 )
 _SPLIT_WORDS = {"train": "Training", "val": "Validation", "test": "Test"}
 
@@ -182,7 +183,7 @@ HAM_LOCALIZATIONS = (
 )
 ISIC2018_SCHEMA = MetadataSchema(
     [
-        numeric("age", AGE_BINS, description="years"),
+        numeric("age", AGE_BINS, description="years", value_range=AGE_RANGE),
         _SEX,
         categorical("localization", HAM_LOCALIZATIONS, aliases={"unknown": None}),
         categorical(
@@ -372,7 +373,12 @@ ISIC2019_SITES = (
 )
 ISIC2019_SCHEMA = MetadataSchema(
     [
-        numeric("age_approx", AGE_BINS, description="years (approximate, multiples of 5)"),
+        numeric(
+            "age_approx",
+            AGE_BINS,
+            description="years (approximate, multiples of 5)",
+            value_range=AGE_RANGE,
+        ),
         categorical("anatom_site_general", ISIC2019_SITES),
         _SEX,
     ],

@@ -182,7 +182,9 @@ def load_manifest(
     if not manifest.is_file():
         raise ValueError(f"{name}: manifest file not found: {manifest}")
     spec = read_schema_file(schema_path)
-    df = read_csv(manifest, name, required=REQUIRED, what="a case")
+    df = read_csv(manifest, name, required=REQUIRED, what="a manifest")
+    if df.empty:
+        raise ValueError(f"{name}: {manifest}: no cases (the file has its header line and no data rows)")
     missing_fields = [f for f in spec.schema.field_names if f not in df.columns]
     if missing_fields:
         raise ValueError(

@@ -28,7 +28,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric
+from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 from remixformer.tasks import DIAG, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ REGIONS = (
     "FOOT",
 )
 DIAMETER_BINS = (5.0, 10.0, 15.0, 20.0)  # mm: <5, 5-10, 10-15, 15-20, >=20
+DIAMETER_RANGE = (0.0, 500.0)  # mm
 FITSPATRICK_BINS = (1.5, 2.5, 3.5, 4.5, 5.5)  # skin type I..VI (stored as 1.0 .. 6.0)
 _UNK = {"UNK": None}
 
@@ -123,7 +124,7 @@ SCHEMA = MetadataSchema(
         boolean("drink"),
         categorical("background_father", COUNTRIES, aliases={"BRASIL": "BRAZIL", **_UNK}),
         categorical("background_mother", COUNTRIES, aliases={"BRASIL": "BRAZIL", **_UNK}),
-        numeric("age", AGE_BINS, description="years"),
+        numeric("age", AGE_BINS, description="years", value_range=AGE_RANGE),
         boolean("pesticide"),
         categorical("gender", ("FEMALE", "MALE")),
         boolean("skin_cancer_history"),
@@ -135,10 +136,11 @@ SCHEMA = MetadataSchema(
             FITSPATRICK_BINS,
             labels=("1", "2", "3", "4", "5", "6"),
             description="Fitzpatrick skin type",
+            value_range=(1.0, 6.0),
         ),
         categorical("region", REGIONS),
-        numeric("diameter_1", DIAMETER_BINS, description="mm"),
-        numeric("diameter_2", DIAMETER_BINS, description="mm"),
+        numeric("diameter_1", DIAMETER_BINS, description="mm", value_range=DIAMETER_RANGE),
+        numeric("diameter_2", DIAMETER_BINS, description="mm", value_range=DIAMETER_RANGE),
         boolean("itch", aliases=_UNK),
         boolean("grew", aliases=_UNK),
         boolean("hurt", aliases=_UNK),

@@ -38,7 +38,7 @@ from scipy.ndimage import gaussian_filter
 
 from remixformer.data.cases import CaseTable
 from remixformer.data.config import DataConfig
-from remixformer.data.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric
+from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 from remixformer.tasks import DIAG
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ SPLIT_SHARES = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
 SCHEMA = MetadataSchema(
     [
-        numeric("age", AGE_BINS, description="years"),
+        numeric("age", AGE_BINS, description="years", value_range=AGE_RANGE),
         categorical("sex", ("female", "male")),
         categorical("location", LOCATIONS),
         categorical("elevation", ELEVATIONS),
