@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     print(res["table"])
     floor = res["majority_class"]
     print(f"(always answering {floor['class']}: accuracy {100 * floor['accuracy']:.1f}%)")
+    for mods, lsm in res.get("lsm_hit_rate", {}).items():
+        print(
+            f"(Ours-{mods} lesion selection: the lesion's centre inside one of its {lsm['crops']} crops "
+            f"on {100 * lsm['hit_rate']:.0f}% of {lsm['photos']} photos; chance {100 * lsm['chance']:.0f}%)"
+        )
     print(
         f"\nfinished in {res['seconds']:.0f} s; reports in {args.out}/runs/*/eval/test_complete_cases, "
         f"figure {args.out}/figures/modalities.png, table {args.out}/table.md"

@@ -43,6 +43,20 @@ def parse_meta(items: list[str]) -> dict[str, str] | None:
     return out or None
 
 
+def synthetic_lesion(photo: str | None) -> tuple[float, float, float] | None:
+    """The lesion of a photo of a synthetic set (``<root>/clinical/<id>.png`` beside ``latents.csv``)."""
+    if photo is None:
+        return None
+    path = Path(photo).resolve()
+    root = path.parent.parent
+    if not (root / "latents.csv").is_file() or not (root / "synthetic.json").is_file():
+        return None
+    from remixformer.data.datasets.synthetic import read_lesions
+
+    found = read_lesions(root).get(str(path))
+    return None if found is None else found[:3]
+
+
 def run(args: argparse.Namespace) -> int:
     from remixformer.explain import explain_case
     from remixformer.serving.predictor import Predictor
@@ -54,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--{flag} {path}: no such file")
     predictor = Predictor.from_checkpoint(args.checkpoint)
     exp = explain_case(predictor, clinical=args.clinical, dermoscopy=args.dermoscopy, metadata=metadata)
+    exp.lesion = synthetic_lesion(args.clinical)
     written = exp.save(args.out, templates=not args.no_templates, max_side=args.max_side, dpi=args.dpi)
     pred = exp.prediction
+    inside = exp.lesion_in_crops()
+    if inside is not None:
+        print(f"lesion selection: {int(inside.sum())} of {len(inside)} crops contain the lesion's centre")
     ranked = ", ".join(f"{c} {p:.3f}" for c, p in pred.top_k)
     print(f"diagnosis: {pred.diagnosis} (top: {ranked}; modalities used: {pred.modalities_used})")
     for note in exp.notes:

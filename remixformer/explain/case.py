@@ -37,6 +37,16 @@ class CaseExplanation:
     dermoscopy: DermoscopyMaps | None
     checkpoint: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # where the lesion is, when known (a synthetic set's photo): centre x, centre y, radius in photo pixels
+    lesion: tuple[float, float, float] | None = None
+
+    def lesion_in_crops(self) -> np.ndarray | None:
+        """Per selected crop (best first): does it contain the lesion's centre? None when unknown."""
+        if self.lesion is None or self.clinical is None:
+            return None
+        from remixformer.explain.lsm import centre_in_boxes
+
+        return centre_in_boxes(self.clinical.boxes_in(self.clinical_size), self.lesion[0], self.lesion[1])
 
     @property
     def clinical_size(self) -> tuple[int, int] | None:
@@ -93,6 +103,15 @@ class CaseExplanation:
                 "crop_boxes_model_pixels": c.boxes,
                 "box_format": "top, left, bottom, right",
             }
+            inside = self.lesion_in_crops()
+            if inside is not None:
+                d["clinical"]["lesion"] = {
+                    "centre_x": self.lesion[0],
+                    "centre_y": self.lesion[1],
+                    "radius": self.lesion[2],
+                    "crops_containing_centre": inside,
+                    "lsm_hit": bool(inside.any()),
+                }
         m = self.dermoscopy
         if m is not None:
             d["dermoscopy"] = {
@@ -129,7 +148,7 @@ class CaseExplanation:
         for name, fig in self.figures(templates=templates, max_side=max_side).items():
             written[name] = save_figure(fig, out / name, dpi=dpi)
         if self.clinical is not None:
-            written.update(_clinical_csvs(out, self.clinical, self.clinical_size))
+            written.update(_clinical_csvs(out, self.clinical, self.clinical_size, self.lesion_in_crops()))
         if self.dermoscopy is not None:
             written.update(_dermoscopy_csvs(out, self.dermoscopy))
         path = out / "explanation.json"
@@ -159,7 +178,9 @@ def _write_rows(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Pat
     return path
 
 
-def _clinical_csvs(out: Path, c: ClinicalMaps, size: tuple[int, int]) -> dict[str, Path]:
+def _clinical_csvs(
+    out: Path, c: ClinicalMaps, size: tuple[int, int], lesion_inside: np.ndarray | None = None
+) -> dict[str, Path]:
     rank = {int(cell): k + 1 for k, cell in enumerate(c.cells)}
     gh, gw = c.grid
     grid = _write_rows(
@@ -176,7 +197,8 @@ def _clinical_csvs(out: Path, c: ClinicalMaps, size: tuple[int, int]) -> dict[st
     cells = [(k, int(cell), *divmod(int(cell), gw)) for k, cell in enumerate(c.cells)]
     crops = _write_rows(
         out / "clinical_boxes.csv",
-        ["rank", "cell", "row", "col", "score", *corners, *(f"model_{x}" for x in corners)],
+        ["rank", "cell", "row", "col", "score", *corners, *(f"model_{x}" for x in corners)]
+        + (["contains_lesion_centre"] if lesion_inside is not None else []),
         (
             [
                 k + 1,
@@ -186,6 +208,7 @@ def _clinical_csvs(out: Path, c: ClinicalMaps, size: tuple[int, int]) -> dict[st
                 _num(c.scores[r, col]),
                 *(_num(v) for v in boxes[k]),
                 *(int(v) for v in model_boxes[k]),
+                *([int(lesion_inside[k])] if lesion_inside is not None else []),
             ]
             for k, cell, r, col in cells
         ),

@@ -14,8 +14,10 @@ class BranchOutput:
     ``embedding``: (B, out_dim), the branch's summary (g^C/l^C, g^D, g^M).
     ``tokens``: (B, T, token_dim), what the other modalities' class tokens attend to in CMF.
     ``maps``: attention maps for explanations, filled only when the forward is asked to explain.
+    ``aux``: intermediate features for auxiliary losses (the clinical branch's ``global_cls``).
     """
 
     embedding: torch.Tensor
     tokens: torch.Tensor
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)

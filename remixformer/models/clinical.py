@@ -60,7 +60,9 @@ class ClinicalBranch(nn.Module):
         dim = self.global_encoder.num_features
         n = len(cfg.depths)
         if cfg.lsm:
-            self.lesion_selection = LesionSelection(cfg.num_crops, cfg.num_samples, cfg.crop_size)
+            self.lesion_selection = LesionSelection(
+                cfg.num_crops, cfg.num_samples, cfg.crop_size, cfg.lsm_temperature
+            )
             # L's own last stage (same shape as G's; initialised from the same pretrained stage 4)
             self.local_stage = CLSSwinStage(
                 self.global_encoder.dims[-2] if n > 1 else cfg.embed_dim,
@@ -110,8 +112,9 @@ class ClinicalBranch(nn.Module):
         B, gh, gw, C = g_grid.shape
         g_patch = g_grid.flatten(1, 2)  # B, gh*gw, C
         maps: dict[str, torch.Tensor] = {}
+        aux = {"global_cls": g_cls}
         if not cfg.lsm:
-            return BranchOutput(g_cls, torch.cat([g_cls[:, None], g_patch], dim=1), maps)
+            return BranchOutput(g_cls, torch.cat([g_cls[:, None], g_patch], dim=1), maps, aux)
 
         sel = self.lesion_selection(scores, (gh, gw), images)
         K = sel.crops.shape[1]
@@ -130,4 +133,4 @@ class ClinicalBranch(nn.Module):
                 "lsm_boxes": sel.boxes,
             }
         tokens = torch.cat([g_out[:, None], l_out[:, None], g_patch, l_patch], dim=1)
-        return BranchOutput(torch.cat([g_out, l_out], dim=-1), tokens, maps)
+        return BranchOutput(torch.cat([g_out, l_out], dim=-1), tokens, maps, aux)

@@ -37,6 +37,12 @@ class ClinicalConfig:
     lsm: bool = True  # lesion selection + local encoder; off = the global encoder alone
     num_crops: int = 4  # K_p: crops taken at inference (top-K cells)
     num_samples: int | None = None  # N: cells sampled in training (attention sampling); None = num_crops
+    # Not in the paper (both off by default); training aids for a clinical branch trained from scratch:
+    # LSM sampling from S^(1/T) renormalised (T < 1 sharpens the draw and scales the estimator's gradient
+    # by 1/T; inference takes the same top-K cells whatever T), and deep supervision: the task losses on
+    # a linear head over G's class token, with this weight, added to the training loss
+    lsm_temperature: float = 1.0
+    deep_supervision: float = 0.0
     csf: bool = True  # cross-scale fusion; off = global and local class tokens are concatenated
     csf_heads: int = 8
     grad_checkpointing: bool = False  # recompute Swin blocks in backward to save activation memory

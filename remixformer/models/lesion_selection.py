@@ -30,11 +30,26 @@ class Selection:
 class LesionSelection(nn.Module):
     """Samples (training) or picks the top-K (inference) cells of a score grid and cuts crops."""
 
-    def __init__(self, num_crops: int = 4, num_samples: int | None = None, crop_size: int = 224) -> None:
+    def __init__(
+        self,
+        num_crops: int = 4,
+        num_samples: int | None = None,
+        crop_size: int = 224,
+        temperature: float = 1.0,
+    ) -> None:
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"clinical.lsm_temperature must be positive, got {temperature}")
         self.num_crops = num_crops
         self.num_samples = num_samples or num_crops
         self.crop_size = crop_size
+        self.temperature = temperature
+
+    def sampling_distribution(self, scores: torch.Tensor) -> torch.Tensor:
+        """The distribution cells are drawn from in training: S, or S^(1/T) renormalised."""
+        if self.temperature == 1.0:
+            return scores
+        return torch.softmax(torch.log(scores.clamp_min(1e-12)) / self.temperature, dim=1)
 
     def select_cells(self, scores: torch.Tensor) -> torch.Tensor:
         """``scores``: (B, N) distributions -> (B, K) cell indices."""
@@ -74,8 +89,9 @@ class LesionSelection(nn.Module):
             raise ValueError(
                 f"LSM: crops of {self.crop_size}^2 cannot be cut from a {tuple(images.shape[-2:])} photo"
             )
-        cells = self.select_cells(scores)
-        picked = scores.gather(1, cells)
+        dist = self.sampling_distribution(scores) if self.training else scores
+        cells = self.select_cells(dist)
+        picked = dist.gather(1, cells)
         weights = picked / picked.detach()
         boxes = self.boxes_for(cells, grid, images.shape[-2:])
         return Selection(self.cut(images, boxes), weights, cells, boxes)

@@ -47,6 +47,10 @@ class RemixFormer(nn.Module):
         dims = {k: (b.out_dim, b.token_dim) for k, b in branches.items()}
         self.fusion = CrossModalityFusion(dims, config.fusion.dim, config.fusion.num_heads)
         self.heads = TaskHeads(config.fusion.dim, config.task_specs, config.fusion.head_dropout)
+        # deep supervision of the clinical global encoder's class token (training only; not in the paper)
+        self.aux_heads = nn.ModuleDict()
+        if "C" in m and config.clinical.deep_supervision > 0:
+            self.aux_heads["C"] = TaskHeads(branches["C"].global_encoder.num_features, config.task_specs)
         self.load_reports: dict[str, Any] = {}
 
     @property
@@ -124,12 +128,15 @@ class RemixFormer(nn.Module):
         inputs, present, B = self._inputs(batch)
         outputs: dict[str, BranchOutput] = {}
         maps: dict[str, torch.Tensor] = {}
+        aux: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
         for letter, x in inputs.items():
             rows = present[letter].nonzero().flatten()
             if rows.numel() == 0:
                 continue
             sub = x if rows.numel() == B else x[rows]
             out = self.branches[letter](sub, explain=explain)
+            if self.training and letter in self.aux_heads:
+                aux[letter] = (self.aux_heads[letter](out.aux["global_cls"]), rows)
             if rows.numel() != B:
                 out = BranchOutput(
                     _scatter(out.embedding, rows, B, 0.0),
@@ -141,6 +148,8 @@ class RemixFormer(nn.Module):
         present = {m: p if m in outputs else torch.zeros_like(p) for m, p in present.items()}
         fused, cmf_maps = self.fusion(outputs, present, explain=explain)
         result: dict[str, Any] = {keys.LOGITS: self.heads(fused)}
+        if aux:  # {letter: (logits of the present rows, their row indices)}
+            result[keys.AUX_LOGITS] = aux
         if explain:
             maps.update(cmf_maps)
             result[keys.EXPLAIN] = maps

@@ -673,6 +673,25 @@ def load(cfg: DataConfig) -> CaseTable:
     return load_manifest(root / "manifest.csv", root / "schema.json", cfg, name=NAME)
 
 
+def read_lesions(root: str | os.PathLike) -> dict[str, tuple[float, float, float, int]]:
+    """Where the lesion is in every clinical photo of a synthetic set (from ``latents.csv``):
+    resolved image path -> (centre x, centre y, radius, photo side), in pixels of the photo as written."""
+    root = Path(root).expanduser()
+    path = root / "latents.csv"
+    if not path.is_file():
+        raise ValueError(f"synthetic: {path} not found; it is written by `remixformer synth` with the images")
+    size = int(json.loads((root / "synthetic.json").read_text()).get("clinical_size", 256))
+    manifest = pd.read_csv(root / "manifest.csv", keep_default_na=False, dtype=str).set_index("case_id")
+    out = {}
+    for row in pd.read_csv(path, keep_default_na=False, dtype=str).itertuples():
+        photos = [p for p in manifest.loc[row.case_id, "clinical"].split(";") if p]
+        boxes = [b for b in row.lesions.split(";") if b]
+        for photo, box in zip(photos, boxes):
+            cx, cy, r = (float(v) for v in box.split(","))
+            out[str((root / photo).resolve())] = (cx, cy, r, size)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # Difficulty: Bayes-optimal accuracy from the latent variables
 
