@@ -63,7 +63,8 @@ class ClinicalBranch(nn.Module):
             self.lesion_selection = LesionSelection(
                 cfg.num_crops, cfg.num_samples, cfg.crop_size, cfg.lsm_temperature
             )
-            # L's own last stage (same shape as G's; initialised from the same pretrained stage 4)
+            # L's own last stage (same shape as G's, with the same drop-path rates; initialised from the
+            # same pretrained stage 4)
             self.local_stage = CLSSwinStage(
                 self.global_encoder.dims[-2] if n > 1 else cfg.embed_dim,
                 dim,
@@ -72,6 +73,7 @@ class ClinicalBranch(nn.Module):
                 cfg.window_size,
                 downsample=n > 1,
                 mlp_ratio=cfg.mlp_ratio,
+                drop_path=self.global_encoder.stage_drop_path[-1],
             )
             self.local_norm = nn.LayerNorm(dim)
             self.csf = CrossScaleFusion(dim, cfg.csf_heads) if cfg.csf else None

@@ -18,6 +18,8 @@ projection, the stage, the encoder.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -35,6 +37,24 @@ from remixformer.layers.windows import (
     window_reverse,
 )
 
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=64)
+def _log_whole_grid_window(stage: int, grid: int, window: int) -> None:
+    """Say once per (stage, grid, window) that a stage's window was reduced to its whole token grid."""
+    log.info(
+        "CLS-Swin stage %d: the %dx%d token grid is smaller than the %dx%d window; the stage attends "
+        "within one %dx%d window without shift (Swin's rule)",
+        stage + 1,
+        grid,
+        grid,
+        window,
+        window,
+        grid,
+        grid,
+    )
+
 
 class CLSWindowAttention(nn.Module):
     """Window attention with a class token (CLS-WMSA)."""
@@ -45,8 +65,6 @@ class CLSWindowAttention(nn.Module):
         num_heads: int,
         window_size: int,
         qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -56,8 +74,8 @@ class CLSWindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.attn_drop = attn_drop
-        self.proj_drop = nn.Dropout(proj_drop)
+        # no attention or projection dropout: Swin-T is trained without them (timm's defaults are 0) and
+        # the paper names none; drop path (stochastic depth) is the block's only regulariser
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(
@@ -76,14 +94,13 @@ class CLSWindowAttention(nn.Module):
         """
         B, H, W, C = x.shape
         h, d = self.num_heads, C // self.num_heads
-        drop = self.attn_drop if self.training else 0.0
         q_c, k_c, v_c = self.qkv(cls).view(B, 1, 3, h, d).permute(2, 0, 3, 1, 4)  # each B, h, 1, d
         qkv = self.qkv(x)  # B, H, W, 3C
 
         # eq. 1: the class token attends to itself and to every patch token of the image
         q_p, k_p, v_p = qkv.view(B, H * W, 3, h, d).permute(2, 0, 3, 1, 4)  # each B, h, N, d
         z_cls = F.scaled_dot_product_attention(
-            q_c, torch.cat([k_c, k_p], dim=2), torch.cat([v_c, v_p], dim=2), dropout_p=drop
+            q_c, torch.cat([k_c, k_p], dim=2), torch.cat([v_c, v_p], dim=2)
         )  # B, h, 1, d
 
         scores = None
@@ -109,14 +126,14 @@ class CLSWindowAttention(nn.Module):
             k = torch.cat([k_c[:, None].expand(B, nW, h, 1, d), k], dim=3)  # B, nW, h, 1+n2, d
             v = torch.cat([v_c[:, None].expand(B, nW, h, 1, d), v], dim=3)
             bias = F.pad(bias, (1, 0))  # the class token's key: no position bias, never masked
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop)
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         z = z.permute(0, 1, 3, 2, 4).reshape(B * nW, n2, C)
         z = window_reverse(z, window, H, W)
         if shift:
             z = torch.roll(z, shifts=(shift, shift), dims=(1, 2))
 
-        out_cls = self.proj_drop(self.proj(z_cls.transpose(1, 2).reshape(B, 1, C)))
-        out = self.proj_drop(self.proj(z))
+        out_cls = self.proj(z_cls.transpose(1, 2).reshape(B, 1, C))
+        out = self.proj(z)
         return out_cls, out, scores
 
 
@@ -271,8 +288,10 @@ class CLSSwinEncoder(nn.Module):
         trunc_normal_(self.cls_token, std=0.02)
         rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList()
+        self.stage_drop_path: list[list[float]] = []  # per stage, per block (the local stage reuses the last)
         start = 0
         for i, depth in enumerate(depths):
+            self.stage_drop_path.append(rates[start : start + depth])
             self.layers.append(
                 CLSSwinStage(
                     dims[max(i - 1, 0)],
@@ -296,6 +315,9 @@ class CLSSwinEncoder(nn.Module):
         """Window of ``stage`` for a token grid of side ``grid``, checked to tile the grid."""
         ref_grid = max(1, self.ref_grid // 2**stage)
         window = stage_window_size(grid, ref_grid, self.window_size)
+        if window > grid:  # Swin's rule: a grid no larger than the window is one window, not shifted
+            _log_whole_grid_window(stage, grid, window)
+            window = grid
         if grid % window:
             raise ValueError(
                 f"CLS-Swin stage {stage + 1}: the {grid}x{grid} token grid is not divisible by the window "

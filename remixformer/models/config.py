@@ -204,6 +204,12 @@ def check_geometry(cfg: ModelConfig) -> None:
                 )
             if c.num_crops < 1 or (c.num_samples is not None and c.num_samples < 1):
                 raise ValueError(f"clinical: num_crops ({c.num_crops}) and num_samples must be >= 1")
+            cells = (c.global_size // (c.patch_size * 2 ** (n - 1))) ** 2
+            if c.num_crops > cells:
+                raise ValueError(
+                    f"clinical.num_crops {c.num_crops} is more than the {cells} cells of G's "
+                    f"last grid (global_size {c.global_size}); inference takes K_p distinct cells"
+                )
     if "D" in cfg.modalities:
         if d.hrwe:
             if d.window_size <= 0 or d.image_size % d.window_size:

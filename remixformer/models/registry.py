@@ -88,7 +88,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Short names for the switches of the paper's ablation tables.
+# Short names for the switches of the paper's ablation tables; each means one field. Names that would
+# mean a field of more than one section are refused with the choices (AMBIGUOUS).
 ALIASES = {
     "lsm": "clinical.lsm",
     "csf": "clinical.csf",
@@ -100,9 +101,14 @@ ALIASES = {
     "hrwe": "dermoscopy.hrwe",
     "msta": "dermoscopy.msta",
     "num_templates": "dermoscopy.num_templates",
-    "window_size": "dermoscopy.window_size",
+    "dermoscopy_window_size": "dermoscopy.window_size",
+    "clinical_window_size": "clinical.window_size",
     "dermoscopy_size": "dermoscopy.image_size",
     "fusion_dim": "fusion.dim",
+}
+
+AMBIGUOUS = {
+    "window_size": ("dermoscopy_window_size", "clinical_window_size"),
 }
 
 PRETRAINED = {
@@ -133,6 +139,11 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     for key, value in overrides.items():
         if value is None and key in ("tasks", "metadata_schema"):
             continue
+        if key in AMBIGUOUS:
+            raise ValueError(
+                f"create_model({name!r}): {key!r} is ambiguous (both branches have one); use one of "
+                f"{list(AMBIGUOUS[key])} or a dotted key such as 'dermoscopy.{key}'"
+            )
         key = ALIASES.get(key, key)
         data = deep_merge(data, _nest(key, value))
     try:

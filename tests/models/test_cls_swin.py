@@ -68,3 +68,23 @@ def test_window_that_does_not_tile_the_grid_is_a_value_error():
     )
     with pytest.raises(ValueError, match="not divisible by the window size"):
         enc(torch.randn(1, 3, 200, 200))
+
+
+def test_window_attention_has_no_dead_dropout_switches():
+    from remixformer.models.cls_swin import CLSWindowAttention
+
+    attn = CLSWindowAttention(16, 2, 4)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in attn.modules())
+    assert not hasattr(attn, "attn_drop") and not hasattr(attn, "proj_drop")
+
+
+def test_a_grid_smaller_than_the_window_is_one_window_and_the_decision_is_logged(caplog):
+    from remixformer.models import cls_swin
+
+    cls_swin._log_whole_grid_window.cache_clear()
+    enc = CLSSwinEncoder(
+        patch_size=2, embed_dim=8, depths=(1, 1), num_heads=(1, 1), window_size=4, ref_size=8
+    )
+    with caplog.at_level("INFO", logger="remixformer.models.cls_swin"):
+        assert enc.stage_window(1, 2) == 2  # window 4 scaled to the 2x2 grid would be 4: one 2x2 window
+    assert "smaller than the 4x4 window" in caplog.text and "stage 2" in caplog.text
