@@ -52,9 +52,20 @@ class CrossAttentionBlock(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, return_attention: bool = False
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_weight: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x``: (B, C) class token; ``context``: (B, T, C), every token usable.
+        """``x``: (B, C) class token; ``context``: (B, T, C), every token usable; ``context_weight``:
+        (B, T) or None, a factor on each context token's value (after the LayerNorm and the value
+        projection), so the output is x + proj(sum_t a_t w_t v_t).
+
+        ``context_weight`` carries the LSM estimator S_v / stopgrad(S_v) of the crop a token comes from
+        (value 1, gradient dS_v / S_v). Scaling the tokens themselves would do nothing: the LayerNorm
+        over the joined tensor divides each token by its own scale and cancels the factor, and with it
+        the estimator's gradient through the local patch tokens.
 
         There is no key mask: CSF's tokens are always all present, and CMF gives a block only the rows
         whose source modality is present (a row without any source never reaches the block), so no row
@@ -67,6 +78,8 @@ class CrossAttentionBlock(nn.Module):
         q = split_heads(self.q(xq), self.num_heads)  # B, h, 1, d
         k = split_heads(self.k(ctx), self.num_heads)  # B, h, T, d
         v = split_heads(self.v(ctx), self.num_heads)
+        if context_weight is not None:
+            v = v * context_weight[:, None, :, None].to(v.dtype)  # B, h, T, d: each token's value w_t v_t
         out = F.scaled_dot_product_attention(q, k, v)  # B, h, 1, d
         fused = xq[:, 0] + self.proj(merge_heads(out)[:, 0])
         attn = attention_probs(q, k)[:, :, 0] if return_attention else None  # B, h, T
