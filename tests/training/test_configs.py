@@ -78,3 +78,62 @@ def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
         assert demo.train.batch_size == shipped.train.batch_size
         assert demo.model.preset == shipped.model.preset
         assert demo.data.augment == shipped.data.augment
+
+
+def _pretrain_exports() -> dict[str, tuple[str, str]]:
+    """Export path -> (backbone preset, encoder) for every pretraining config: where `remixformer pretrain`
+    writes its teacher backbone (<output_dir>/<name>/teacher_backbone.safetensors)."""
+    from remixformer.pretrain.config import PretrainConfig
+    from remixformer.pretrain.export import EXPORT_NAME
+
+    out = {}
+    for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
+        cfg = resolve(PretrainConfig, [p])
+        path = (Path(cfg.output_dir) / cfg.name / EXPORT_NAME).as_posix()
+        out[path] = (cfg.backbone.preset, cfg.backbone.encoder)
+    return out
+
+
+def _check_weight_source(source, where, preset, encoder, exports):
+    from timm.models import get_pretrained_cfg
+
+    if source is None:
+        return
+    if source.startswith("timm:"):
+        name = source.split(":", 1)[1]
+        assert get_pretrained_cfg(name) is not None, f"{where}: {source!r} is no pretrained timm model"
+        return
+    assert source in exports, f"{where}: {source!r} is neither a timm name nor a path the project writes"
+    assert exports[source] == (preset, encoder), (
+        f"{where}: {source!r} is written by a pretraining of {exports[source]}, not of {(preset, encoder)}"
+    )
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_weight_path_is_a_timm_name_or_a_path_the_project_writes(path):
+    exports = _pretrain_exports()
+    m = resolve(RunConfig, [path]).model
+    _check_weight_source(
+        m.clinical_weights, f"{path.name} clinical_weights", m.preset, "clinical_encoder", exports
+    )
+    _check_weight_source(
+        m.window_encoder_weights, f"{path.name} window_encoder_weights", m.preset, "window_encoder", exports
+    )
+
+
+def test_pretraining_starts_from_a_timm_name_or_a_path_the_project_writes():
+    from remixformer.pretrain.config import PretrainConfig
+
+    exports = _pretrain_exports()
+    for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
+        b = resolve(PretrainConfig, [p]).backbone
+        _check_weight_source(b.init_weights, f"{p.name} init_weights", b.preset, b.encoder, exports)
+
+
+def test_ssl_rows_use_our_pretraining_and_imagenet_dino_rows_say_so():
+    for path in RUN_CONFIGS:
+        weights = resolve(RunConfig, [path]).model.window_encoder_weights or ""
+        if path.stem.endswith("_ssl") or "_ssl_" in path.stem:
+            assert weights == "runs/pretrain/dino_paper/teacher_backbone.safetensors", path.name
+        if path.parent.name == "ablations" and weights.endswith(".dino"):
+            assert "imagenet_dino" in path.stem or not path.stem.startswith("dermoscopy"), path.name
