@@ -63,6 +63,7 @@ class ClinicalBranch(nn.Module):
             mlp_ratio=cfg.mlp_ratio,
             drop_path_rate=cfg.drop_path_rate,
             conv_stem=cfg.conv_stem,
+            window_rule=cfg.window_rule,
         )
         dim = self.global_encoder.num_features
         n = len(cfg.depths)

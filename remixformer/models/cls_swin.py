@@ -11,9 +11,11 @@ projection, the stage, the encoder.
   position bias applies to patch-patch pairs only; the shifted-window mask stays among patches; the
   class token's key is never masked. With ``hide_cls=True`` the class token is left out of the patch
   attention and the patch features equal timm's Swin exactly (the test of this file's correctness).
-* The window of each stage follows the token grid (timm's rule), so the global encoder (384^2 input,
-  12x12 windows) and the local encoder (224^2 crops, 7x7 windows) can share stages; the relative
-  position table is interpolated when the window differs from the one it was learnt for.
+* Windows: the paper's 7x7 at every input size (``window_rule="fixed"``, the paper preset): the global
+  encoder's 96, 48, 24 and 12 token grids (384^2 input) are padded to multiples of 7 as Swin pads them.
+  Or (``"scaled"``) the window follows the token grid as timm scales it (12x12 at 384^2); the relative
+  position table shared with the local encoder (224^2 crops, 7x7 windows) is then interpolated when the
+  window differs from the one it was learnt for.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from remixformer.layers.windows import (
 )
 
 log = logging.getLogger(__name__)
+
+WINDOW_RULES = ("fixed", "scaled")
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,12 +118,22 @@ class CLSWindowAttention(nn.Module):
         # eq. 3: patch tokens attend within their (shifted) window, plus the class token
         if shift:
             qkv = torch.roll(qkv, shifts=(-shift, -shift), dims=(1, 2))
+        ph, pw = -H % window, -W % window
+        if ph or pw:
+            # a grid the window does not tile is padded at the bottom and right after the shift, as Swin
+            # does (timm's order): padded tokens are zeros after the norm, so their q, k, v are the
+            # projection's bias; like Swin and timm we do not mask them; their outputs are dropped below
+            fill = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(qkv.shape[-1])
+            fill = fill.to(qkv.dtype)
+            qkv = torch.cat([qkv, fill.expand(B, ph, W, -1)], dim=1)
+            qkv = torch.cat([qkv, fill.expand(B, H + ph, pw, -1)], dim=2)  # B, Hp, Wp, 3C
+        Hp, Wp = H + ph, W + pw
         windows = window_partition(qkv, window)  # B*nW, n*n, 3C
         nW, n2 = windows.shape[0] // B, window * window
         q, k, v = windows.view(B, nW, n2, 3, h, d).permute(3, 0, 1, 4, 2, 5)  # each B, nW, h, n2, d
         bias = relative_position_bias(self.relative_position_bias_table, self.window_size, window)
         bias = bias[None, None]  # 1, 1, h, n2, n2
-        mask = shifted_window_mask(H, W, window, shift, x.device, bias.dtype)
+        mask = shifted_window_mask(Hp, Wp, window, shift, x.device, bias.dtype)
         if mask is not None:
             bias = bias + mask[None, :, None]  # 1, nW, h, n2, n2
         if not hide_cls:
@@ -128,7 +142,7 @@ class CLSWindowAttention(nn.Module):
             bias = F.pad(bias, (1, 0))  # the class token's key: no position bias, never masked
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         z = z.permute(0, 1, 3, 2, 4).reshape(B * nW, n2, C)
-        z = window_reverse(z, window, H, W)
+        z = window_reverse(z, window, Hp, Wp)[:, :H, :W]  # B, H, W, C: padding dropped
         if shift:
             z = torch.roll(z, shifts=(shift, shift), dims=(1, 2))
 
@@ -266,10 +280,14 @@ class CLSSwinEncoder(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
         conv_stem: bool = False,
+        window_rule: str = "scaled",
     ) -> None:
         super().__init__()
+        if window_rule not in WINDOW_RULES:
+            raise ValueError(f"CLS-Swin: window_rule must be one of {WINDOW_RULES}, got {window_rule!r}")
         self.patch_size = patch_size
         self.window_size = window_size
+        self.window_rule = window_rule
         self.ref_grid = ref_size // patch_size
         self.num_stages = len(depths)
         dims = [embed_dim * 2**i for i in range(self.num_stages)]
@@ -312,18 +330,20 @@ class CLSSwinEncoder(nn.Module):
             stage.grad_checkpointing = enable
 
     def stage_window(self, stage: int, grid: int) -> int:
-        """Window of ``stage`` for a token grid of side ``grid``, checked to tile the grid."""
-        ref_grid = max(1, self.ref_grid // 2**stage)
-        window = stage_window_size(grid, ref_grid, self.window_size)
+        """Window of ``stage`` for a token grid of side ``grid``.
+
+        ``window_rule`` "fixed": ``window_size`` at every input size (the paper's 7x7; a grid it does not
+        tile is padded as in Swin). "scaled": the window follows the grid (timm's rule for other input
+        sizes: 12x12 at 384^2 for a 7x7 model of 224^2). Either way a grid no larger than the window is one
+        window without shift (Swin's rule), logged once.
+        """
+        if self.window_rule == "scaled":
+            window = stage_window_size(grid, max(1, self.ref_grid // 2**stage), self.window_size)
+        else:
+            window = self.window_size
         if window > grid:  # Swin's rule: a grid no larger than the window is one window, not shifted
             _log_whole_grid_window(stage, grid, window)
             window = grid
-        if grid % window:
-            raise ValueError(
-                f"CLS-Swin stage {stage + 1}: the {grid}x{grid} token grid is not divisible by the window "
-                f"size {window}; use an input size whose stage grids are multiples of the window "
-                f"(e.g. {self.patch_size * 2 ** (self.num_stages - 1) * self.window_size}-pixel multiples)"
-            )
         return window
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

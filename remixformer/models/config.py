@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from remixformer.tasks import TaskSpec, normalize_tasks
 
@@ -30,8 +30,13 @@ class ClinicalConfig:
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 7  # window of the relative-position tables, valid for `ref_size` inputs
-    ref_size: int = 224  # input size at which `window_size` applies; other sizes scale it (timm's rule)
+    window_size: int = 7  # window of CLS-Swin's attention and relative-position tables
+    # "fixed": `window_size` at every input size, grids padded to a multiple as Swin does (the paper's
+    # 7x7; the paper preset). "scaled": the window follows the grid from `window_size` at `ref_size`
+    # (timm's rule, 12x12 at 384^2); the default, so that checkpoints written before the choice existed
+    # keep the windows they were trained with
+    window_rule: Literal["fixed", "scaled"] = "scaled"
+    ref_size: int = 224  # input size at which `window_size` applies under the "scaled" rule
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
     lsm: bool = True  # lesion selection + local encoder; off = the global encoder alone

@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "remixformer_paper": {
-        # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4);
+        # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4) with 7x7
+        # windows in G and L ("7x7 in our implementation"; G's grids padded as Swin pads them);
         # ViT-S/16 on 256^2 windows of a 1024^2 dermoscopy image (2048^2 for large images), 32 templates
+        "clinical": {"window_rule": "fixed"},
     },
     "remixformer_small": {
         "clinical": {

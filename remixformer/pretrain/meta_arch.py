@@ -46,6 +46,7 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
             mlp_ratio=c.mlp_ratio,
             drop_path_rate=c.drop_path_rate if drop_path_rate is None else drop_path_rate,
             conv_stem=c.conv_stem,
+            window_rule=c.window_rule,
         )
     d = dermoscopy_config(cfg)
     return VisionTransformer(
