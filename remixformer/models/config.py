@@ -78,6 +78,9 @@ class DermoscopyConfig:
     window_chunk_size: int = 16  # windows encoded per chunk
     checkpoint_windows: bool = True  # activation checkpointing per chunk while training
     pretrained: str | None = None  # window encoder T_phi1: "timm:vit_small_patch16_224.dino", a path, or None
+    # region encoder R_phi2's blocks and norm from a ViT of the same shape (the paper starts everything but
+    # T_phi1 from ImageNet): "timm:vit_small_patch16_224.augreg_in21k_ft_in1k", a file, or None (random)
+    region_pretrained: str | None = None
 
 
 @dataclass

@@ -116,6 +116,7 @@ AMBIGUOUS = {
 PRETRAINED = {
     "clinical": "timm:swin_tiny_patch4_window7_224",
     "window_encoder": "timm:vit_small_patch16_224.dino",
+    "region_encoder": "timm:vit_small_patch16_224.augreg_in21k_ft_in1k",
 }
 
 
@@ -163,6 +164,7 @@ def create_model(
     metadata_schema: dict[str, Any] | None = None,
     clinical_weights: str | None = None,
     window_encoder_weights: str | None = None,
+    region_encoder_weights: str | None = None,
     pretrained: bool = False,
     **overrides: Any,
 ):
@@ -171,8 +173,9 @@ def create_model(
     ``tasks``: an int (diagnosis classes), ``{name: n_classes | [class names]}`` or TaskSpecs (diagnosis
     first). ``metadata_dim``: one-hot width (unknown slots included) when M is used; taken from
     ``metadata_schema`` (a ``MetadataSchema.to_dict()``) when given. ``clinical_weights`` /
-    ``window_encoder_weights``: a file path or ``timm:<name>`` (hub, needs internet); ``pretrained=True``
-    is shorthand for the paper's timm weights for both.
+    ``window_encoder_weights`` / ``region_encoder_weights`` (R_phi2's blocks from a ViT of its shape): a file
+    path or ``timm:<name>`` (hub, needs internet); ``pretrained=True`` is shorthand for the paper's timm
+    weights for all three.
     """
     from remixformer.tasks import normalize_tasks
 
@@ -181,6 +184,7 @@ def create_model(
     if pretrained:
         clinical_weights = clinical_weights or PRETRAINED["clinical"]
         window_encoder_weights = window_encoder_weights or PRETRAINED["window_encoder"]
+        region_encoder_weights = region_encoder_weights or PRETRAINED["region_encoder"]
     extra: dict[str, Any] = {"modalities": modalities}
     if tasks is not None:
         extra["tasks"] = [t.to_dict() for t in normalize_tasks(tasks)]
@@ -192,6 +196,8 @@ def create_model(
         extra["clinical.pretrained"] = clinical_weights
     if window_encoder_weights:
         extra["dermoscopy.pretrained"] = window_encoder_weights
+    if region_encoder_weights:
+        extra["dermoscopy.region_pretrained"] = region_encoder_weights
     cfg = resolve_config(name, **extra, **overrides)
     return build_model(cfg)
 
@@ -199,7 +205,11 @@ def create_model(
 def build_model(cfg: ModelConfig, load_pretrained: bool = True):
     """Model from a full config; pretrained weights named in it are loaded (unless told not to)."""
     from remixformer.models.remixformer import RemixFormer
-    from remixformer.models.weights import load_clinical_weights, load_window_encoder_weights
+    from remixformer.models.weights import (
+        load_clinical_weights,
+        load_region_encoder_weights,
+        load_window_encoder_weights,
+    )
 
     model = RemixFormer(cfg)
     if load_pretrained:
@@ -211,6 +221,13 @@ def build_model(cfg: ModelConfig, load_pretrained: bool = True):
             model.load_reports["window_encoder"] = load_window_encoder_weights(
                 model.branches["D"], cfg.dermoscopy.pretrained
             )
+        if cfg.dermoscopy.region_pretrained and "D" in model.branches:
+            if model.branches["D"].region_encoder is None:
+                log.info("dermoscopy.region_pretrained unused: HRWE is off, so there is no region encoder")
+            else:
+                model.load_reports["region_encoder"] = load_region_encoder_weights(
+                    model.branches["D"], cfg.dermoscopy.region_pretrained
+                )
         for report in model.load_reports.values():
             log.info("%s", report.summary())
     return model

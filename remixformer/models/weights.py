@@ -238,3 +238,50 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
     new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
     return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)
+
+
+_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
+
+
+def load_region_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ``vit_small_patch16_224``, the paper's ImageNet start, or a file of a ViT of the
+    same width) into the region encoder R_phi2: its blocks take the source's first blocks and its norm the
+    source's final norm, key by key and shape by shape. New: R_phi2's class token and its position embedding
+    over the window grid (the source's are over a patch grid). Dropped: the rest of the source."""
+    region = branch.region_encoder
+    raw = read_state_dict(source, "vit_small_patch16_224")
+    depth = len(region.blocks)
+    src_depth = len({m.group(1) for k in raw if (m := _BLOCK_KEY.match(k))})
+    if src_depth < depth:
+        raise WeightLoadError(
+            f"{source}: {src_depth} blocks, but the region encoder has {depth} "
+            "(dermoscopy.region_depth); give a ViT with at least as many blocks"
+        )
+    wanted = {
+        k: v
+        for k, v in raw.items()
+        if ((m := _BLOCK_KEY.match(k)) and int(m.group(1)) < depth) or k.startswith("norm.")
+    }
+    expected = {k: v for k, v in region.state_dict().items() if k.startswith(("blocks.", "norm."))}
+    missing = sorted(set(expected) - set(wanted))
+    wrong = [
+        f"{k}: {tuple(wanted[k].shape)} vs expected {tuple(expected[k].shape)}"
+        for k in sorted(set(wanted) & set(expected))
+        if wanted[k].shape != expected[k].shape
+    ]
+    unexpected = sorted(set(wanted) - set(expected))
+    if missing or wrong or unexpected:
+        raise WeightLoadError(
+            f"{source}: does not fit the region encoder (width {region.cls_token.shape[-1]}, depth {depth}): "
+            f"missing {missing[:4]}, wrong shapes {wrong[:4]}, unexpected {unexpected[:4]}"
+        )
+    result = region.load_state_dict(wanted, strict=False)
+    if result.unexpected_keys or sorted(result.missing_keys) != ["cls_token", "pos_embed"]:
+        raise WeightLoadError(f"{source}: region encoder left without weights: {result.missing_keys[:5]}")
+    return LoadReport(
+        source,
+        "dermoscopy region encoder R_phi2",
+        sorted(f"region_encoder.{k}" for k in wanted),
+        ["region_encoder.cls_token", "region_encoder.pos_embed"],
+        sorted(k for k in raw if k not in wanted),
+    )

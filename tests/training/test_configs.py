@@ -119,6 +119,9 @@ def test_every_weight_path_is_a_timm_name_or_a_path_the_project_writes(path):
     _check_weight_source(
         m.window_encoder_weights, f"{path.name} window_encoder_weights", m.preset, "window_encoder", exports
     )
+    _check_weight_source(
+        m.region_encoder_weights, f"{path.name} region_encoder_weights", m.preset, "window_encoder", exports
+    )
 
 
 def test_pretraining_starts_from_a_timm_name_or_a_path_the_project_writes():
