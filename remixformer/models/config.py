@@ -59,7 +59,11 @@ class DermoscopyConfig:
     """Dermoscopy branch: HRWE (ViT per window + MSTA) and the region-level encoder."""
 
     image_size: int = 1024  # S: the image is resized to S x S and cut into (S / window_size)^2 windows
-    hrwe: bool = True  # off = a single-level ViT on the whole image resized to `single_level_size`
+    hrwe: bool = True  # off = a single-level encoder on the whole image resized to `single_level_size`
+    # the window encoder T_phi1 (or the single-level encoder): "vit", a ViT built from the fields below
+    # (ViT-S/16 by default, ViT-B/16 with embed_dim 768 and num_heads 12), or a timm Swin (Table XII's
+    # Swin rows; patch_size, embed_dim, depth, num_heads and conv_stem do not apply, MSTA must be off)
+    backbone: Literal["vit", "swin_tiny_patch4_window7_224", "swin_base_patch4_window7_224"] = "vit"
     window_size: int = 256
     single_level_size: int = 512
     patch_size: int = 16
@@ -71,6 +75,7 @@ class DermoscopyConfig:
     num_heads: int = 6
     region_depth: int = 12
     region_heads: int = 6
+    region_dim: int | None = None  # width of R_phi2; None = T_phi1's width (else a projection maps to it)
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
     msta: bool = True  # multi-scale texture attention
@@ -81,6 +86,15 @@ class DermoscopyConfig:
     # region encoder R_phi2's blocks and norm from a ViT of the same shape (the paper starts everything but
     # T_phi1 from ImageNet): "timm:vit_small_patch16_224.augreg_in21k_ft_in1k", a file, or None (random)
     region_pretrained: str | None = None
+
+
+# output width of each timm Swin the dermoscopy branch can use (its last stage)
+SWIN_WIDTHS = {"swin_tiny_patch4_window7_224": 768, "swin_base_patch4_window7_224": 1024}
+
+
+def encoder_width(d: DermoscopyConfig) -> int:
+    """Width of the dermoscopy branch's window (or single-level) encoder."""
+    return SWIN_WIDTHS.get(d.backbone, d.embed_dim)
 
 
 @dataclass
@@ -157,6 +171,7 @@ def check_limits(cfg: ModelConfig) -> None:
     for where, value in (
         ("clinical.embed_dim", c.embed_dim),
         ("dermoscopy.embed_dim", d.embed_dim),
+        ("dermoscopy.region_dim", d.region_dim or 1),
         ("metadata.hidden_dim", cfg.metadata.hidden_dim),
         ("fusion.dim", cfg.fusion.dim),
     ):
@@ -225,15 +240,39 @@ def check_geometry(cfg: ModelConfig) -> None:
                     f"dermoscopy.window_size {d.window_size} does not divide dermoscopy.image_size "
                     f"{d.image_size}; the image is cut into whole windows (e.g. 1024 / 256 = 4 x 4 windows)"
                 )
-            if d.window_size % d.patch_size:
+            if d.backbone == "vit" and d.window_size % d.patch_size:
                 raise ValueError(
                     f"dermoscopy.patch_size {d.patch_size} does not divide "
                     f"dermoscopy.window_size {d.window_size}"
                 )
-        elif d.single_level_size % d.patch_size:
+        elif d.backbone == "vit" and d.single_level_size % d.patch_size:
             raise ValueError(
                 f"dermoscopy.patch_size {d.patch_size} does not divide dermoscopy.single_level_size "
                 f"{d.single_level_size}"
             )
-        if d.embed_dim % d.num_heads or d.embed_dim % d.region_heads:
-            raise ValueError(f"dermoscopy.embed_dim {d.embed_dim} must be divisible by its head counts")
+        swin = d.backbone != "vit"
+        if swin:
+            if d.msta and d.hrwe:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone}: MSTA is defined on the ViT window encoder's patch "
+                    "tokens and the paper has no Swin row with it; set dermoscopy.msta: false"
+                )
+            if d.conv_stem:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone} has its own patch embedding; conv_stem: false"
+                )
+            side = d.window_size if d.hrwe else d.single_level_size
+            if side % 32:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone}: input side {side} must be a multiple of 32"
+                )
+        elif d.embed_dim % d.num_heads:
+            raise ValueError(
+                f"dermoscopy.embed_dim {d.embed_dim} must be divisible by num_heads {d.num_heads}"
+            )
+        region_dim = d.region_dim or encoder_width(d)
+        if d.hrwe and region_dim % d.region_heads:
+            raise ValueError(
+                f"the region encoder's width {region_dim} must be divisible by dermoscopy.region_heads "
+                f"{d.region_heads}"
+            )

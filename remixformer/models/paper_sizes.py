@@ -33,7 +33,6 @@ _VIT_S_CSF = (
     " The paper's CSF step (+4.7M) is the size of CSF at width 768 (Swin-T's, 4.72M); at ViT-S's width "
     "384 it would be 1.18M."
 )
-_DERM_BACKBONE = "not built: the dermoscopy branch is ViT only (issue 13, item 1: Swin backbones)"
 
 ROWS: tuple[PaperRow, ...] = (
     # Table X: the clinical branch (X-SkinTumor-12)
@@ -95,29 +94,32 @@ ROWS: tuple[PaperRow, ...] = (
         "Swin-T",
         27.5,
         "D",
-        None,
-        reference="swin_tiny_patch4_window7_224",
-        note=_DERM_BACKBONE + ". The paper's 27.5M is timm's Swin-T without classifier (27.52M).",
+        {"hrwe": False, "dermoscopy": {"backbone": "swin_tiny_patch4_window7_224", "single_level_size": 384}},
     ),
     PaperRow(
         "XII",
         "Swin-B",
         89.6,
         "D",
-        None,
-        reference="swin_base_patch4_window7_224",
-        note=_DERM_BACKBONE + ". timm's Swin-B without classifier has 86.7M (86.9M with 12x12 windows at "
-        "384^2); the paper's 89.6M is 2.9M more.",
+        {"hrwe": False, "dermoscopy": {"backbone": "swin_base_patch4_window7_224", "single_level_size": 384}},
+        note="Ours is timm's Swin-B without classifier (86.7M; 86.9M with 12x12 windows at 384^2); the "
+        "paper's 89.6M is 2.9M more, which no Swin-B variant of timm has.",
     ),
     PaperRow(
         "XII",
         "Swin-T + HRWE",
         49.1,
         "D",
-        None,
-        reference="swin_tiny_patch4_window7_224",
-        note=_DERM_BACKBONE + ". 27.5M + a 12-block region encoder of width 384 (21.3M) + a 768->384 "
-        "projection (0.3M) = 49.1M: the paper's number is consistent with that reading.",
+        {
+            "msta": False,
+            "dermoscopy": {
+                **DERMOSCOPY_2048,
+                "backbone": "swin_tiny_patch4_window7_224",
+                "region_dim": 384,
+            },
+        },
+        note="Swin-T per window (27.5M), its pooled 768-wide output projected to a region encoder of"
+        " ViT-S/16's shape (0.3M + 21.3M).",
     ),
     PaperRow(
         "XII",
@@ -133,10 +135,7 @@ ROWS: tuple[PaperRow, ...] = (
         "ViT-B/16",
         86.1,
         "D",
-        None,
-        reference="vit_base_patch16_224",
-        note="not built: the single-level ViT is ViT-S/16 only (issue 13, item 1). The paper's 86.1M fits "
-        "timm's ViT-B/16 without classifier (85.8M) at 384^2 (86.1M with its position embedding).",
+        {"hrwe": False, "dermoscopy": {"single_level_size": 384, "embed_dim": 768, "num_heads": 12}},
     ),
     PaperRow("XII", "ViT-S/16 + HRWE", 43.0, "D", {"msta": False, "dermoscopy": DERMOSCOPY_2048}),
     # Table XIII: dermoscopy branch; the table gives no sizes (the weights, IN or SSL, do not change them)

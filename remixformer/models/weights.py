@@ -224,6 +224,8 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
     from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
 
+    if hasattr(branch.window_encoder, "swin"):
+        return _load_swin_window_encoder(branch, source)
     vit = branch.window_encoder.vit
     raw = read_state_dict(source, "vit_small_patch16_224.dino")
     dropped = sorted(k for k in raw if k.startswith("head"))
@@ -238,6 +240,27 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
     new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
     return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)
+
+
+def _load_swin_window_encoder(branch: nn.Module, source: str) -> LoadReport:
+    """Swin weights (timm's ImageNet Swin-T or Swin-B, or a file of them) into a Swin window encoder or
+    single-level encoder, strictly, through timm's own filter (relative-position tables resized when the
+    windows differ)."""
+    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
+
+    swin = branch.window_encoder.swin
+    raw = read_state_dict(source, branch.cfg.backbone)
+    try:
+        sd = swin_filter(raw, swin)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not Swin weights of the expected layout ({e})") from e
+    dropped = sorted(k for k in sd if k.startswith("head"))
+    sd = {k: v for k, v in sd.items() if not k.startswith("head")}
+    _check_fit(sd, swin, source, f"a Swin encoder ({branch.cfg.backbone})")
+    swin.load_state_dict(sd, strict=True)
+    prefix = "hrwe.encoder.swin." if branch.hrwe is not None else "single_level.swin."
+    new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
+    return LoadReport(source, "dermoscopy window encoder (Swin)", [prefix + k for k in sd], new, dropped)
 
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")

@@ -49,6 +49,11 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
             window_rule=c.window_rule,
         )
     d = dermoscopy_config(cfg)
+    if d.backbone != "vit":
+        raise ValueError(
+            f"backbone: DINO pretraining builds the ViT window encoder; dermoscopy.backbone {d.backbone!r} "
+            "is not supported here"
+        )
     return VisionTransformer(
         img_size=d.window_size,
         patch_size=d.patch_size,

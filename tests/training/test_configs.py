@@ -140,3 +140,62 @@ def test_ssl_rows_use_our_pretraining_and_imagenet_dino_rows_say_so():
             assert weights == "runs/pretrain/dino_paper/teacher_backbone.safetensors", path.name
         if path.parent.name == "ablations" and weights.endswith(".dino"):
             assert "imagenet_dino" in path.stem or not path.stem.startswith("dermoscopy"), path.name
+
+
+# Every row of the paper's ablation tables on X-SkinTumor-12 and the config that runs it; None: the row
+# cannot be built yet (issue 13, item 1: the clinical branch has no ViT backbone).
+TABLE_ROWS = {
+    ("X", "ViT-S/16"): None,
+    ("X", "ViT-S/16 + LSM"): None,
+    ("X", "ViT-S/16 + LSM + CSF"): None,
+    ("X", "ViT-B/16"): None,
+    ("X", "ViT-B/16 + LSM"): None,
+    ("X", "ViT-B/16 + LSM + CSF"): None,
+    ("X", "Swin-T"): "ablations/clinical_swin_t.yaml",
+    ("X", "Swin-T + LSM"): "ablations/clinical_swin_t_lsm.yaml",
+    ("X", "Swin-T + LSM + CSF"): "ablations/clinical_swin_t_lsm_csf.yaml",
+    ("XII", "Swin-T"): "ablations/dermoscopy_swin_t.yaml",
+    ("XII", "Swin-B"): "ablations/dermoscopy_swin_b.yaml",
+    ("XII", "Swin-T + HRWE"): "ablations/dermoscopy_swin_t_hrwe.yaml",
+    ("XII", "ViT-S/16"): "ablations/dermoscopy_vit_s_384.yaml",
+    ("XII", "ViT-B/16"): "ablations/dermoscopy_vit_b_384.yaml",
+    ("XII", "ViT-S/16 + HRWE"): "ablations/dermoscopy_hrwe_ssl.yaml",
+    ("XIII", "ViT-S/16 384^2 IN"): "ablations/dermoscopy_vit_s_384.yaml",
+    ("XIII", "ViT-S/16 512^2 IN"): "ablations/dermoscopy_vit_s_512_in.yaml",
+    ("XIII", "ViT-S/16 512^2 SSL"): "ablations/dermoscopy_vit_s_512_ssl.yaml",
+    ("XIII", "ViT-S/16 2048^2 IN + HRWE"): "ablations/dermoscopy_hrwe_in.yaml",
+    ("XIII", "ViT-S/16 2048^2 SSL + HRWE"): "ablations/dermoscopy_hrwe_ssl.yaml",
+    ("XIII", "ViT-S/16 2048^2 SSL + HRWE + MSTA"): "ablations/dermoscopy_hrwe_ssl_msta.yaml",
+}
+
+
+def test_every_row_of_tables_x_xii_xiii_has_a_config_or_is_listed_as_not_built():
+    from remixformer.models.paper_sizes import ROWS
+
+    rows = {(r.table, r.row) for r in ROWS if r.table in ("X", "XII", "XIII")}
+    assert rows == set(TABLE_ROWS)
+    for key, config in TABLE_ROWS.items():
+        built = next(r for r in ROWS if (r.table, r.row) == key).overrides is not None
+        assert (config is not None) == built, key
+        assert config is None or (CONFIGS / config).is_file(), config
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_config_builds_on_the_meta_device(path):
+    import torch
+
+    from remixformer.models.registry import build_model
+
+    m = resolve(RunConfig, [path]).model
+    cfg = resolve_config(
+        m.preset,
+        modalities=m.modalities,
+        metadata_dim=10,
+        clinical=m.clinical,
+        dermoscopy=m.dermoscopy,
+        metadata=m.metadata,
+        fusion=m.fusion,
+    )
+    with torch.device("meta"):
+        model = build_model(cfg, load_pretrained=False)
+    assert sorted(model.branches) == sorted(cfg.modalities)
