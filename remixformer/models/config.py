@@ -23,6 +23,9 @@ class ClinicalConfig:
     image_size: int = 896  # the photo as the branch receives it; LSM cuts its crops from this resolution
     global_size: int = 384  # the downsampled copy the global encoder G sees
     crop_size: int = 224  # side of each lesion crop (full-resolution pixels) fed to the local encoder L
+    # G and L: "cls_swin" (the paper's CLS-Swin, sized by the fields below) or a timm ViT (Table X's ViT
+    # rows; one ViT serves G and L, patch_size 16; embed_dim, depths, num_heads, windows do not apply)
+    backbone: Literal["cls_swin", "vit_small_patch16_224", "vit_base_patch16_224"] = "cls_swin"
     patch_size: int = 4
     conv_stem: bool = (
         False  # convolutional stem instead of the linear patch embedding (presets trained from scratch)
@@ -87,6 +90,9 @@ class DermoscopyConfig:
     # T_phi1 from ImageNet): "timm:vit_small_patch16_224.augreg_in21k_ft_in1k", a file, or None (random)
     region_pretrained: str | None = None
 
+
+# width of each timm ViT the clinical branch can use
+CLINICAL_VIT_WIDTHS = {"vit_small_patch16_224": 384, "vit_base_patch16_224": 768}
 
 # output width of each timm Swin the dermoscopy branch can use (its last stage)
 SWIN_WIDTHS = {"swin_tiny_patch4_window7_224": 768, "swin_base_patch4_window7_224": 1024}
@@ -211,23 +217,33 @@ def check_geometry(cfg: ModelConfig) -> None:
         n = len(c.depths)
         if len(c.num_heads) != n:
             raise ValueError(f"clinical: depths {c.depths} and num_heads {c.num_heads} differ in length")
-        if c.global_size % (c.patch_size * 2 ** (n - 1)):
+        stride = c.patch_size * 2 ** (n - 1)  # pixels per cell of G's last grid
+        if c.backbone != "cls_swin":
+            stride = 16
+            if c.conv_stem:
+                raise ValueError(
+                    f"clinical.backbone {c.backbone} has its own patch embedding; conv_stem: false"
+                )
+            if c.lsm and c.csf and CLINICAL_VIT_WIDTHS[c.backbone] % c.csf_heads:
+                raise ValueError(
+                    f"clinical.csf_heads {c.csf_heads} does not divide {c.backbone}'s width "
+                    f"{CLINICAL_VIT_WIDTHS[c.backbone]}"
+                )
+        if c.global_size % stride:
             raise ValueError(
-                f"clinical.global_size {c.global_size} must be a multiple of patch_size * 2^(stages-1) = "
-                f"{c.patch_size * 2 ** (n - 1)}"
+                f"clinical.global_size {c.global_size} must be a multiple of {stride} (the pixels per cell "
+                "of G's last grid: patch_size * 2^(stages-1) for CLS-Swin, 16 for a ViT)"
             )
         if c.lsm:
-            if c.crop_size % (c.patch_size * 2 ** (n - 1)):
-                raise ValueError(
-                    f"clinical.crop_size {c.crop_size} must be a multiple of {c.patch_size * 2 ** (n - 1)}"
-                )
+            if c.crop_size % stride:
+                raise ValueError(f"clinical.crop_size {c.crop_size} must be a multiple of {stride}")
             if c.crop_size > c.image_size:
                 raise ValueError(
                     f"clinical.crop_size {c.crop_size} is larger than clinical.image_size {c.image_size}"
                 )
             if c.num_crops < 1 or (c.num_samples is not None and c.num_samples < 1):
                 raise ValueError(f"clinical: num_crops ({c.num_crops}) and num_samples must be >= 1")
-            cells = (c.global_size // (c.patch_size * 2 ** (n - 1))) ** 2
+            cells = (c.global_size // stride) ** 2
             if c.num_crops > cells:
                 raise ValueError(
                     f"clinical.num_crops {c.num_crops} is more than the {cells} cells of G's "

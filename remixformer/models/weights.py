@@ -205,6 +205,8 @@ def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
     :func:`load_cls_swin_encoder`); L's own last stage and norm start as copies of G's last stage and
     norm. New: what G lacks in the source, and CSF."""
     G = branch.global_encoder
+    if hasattr(G, "vit"):
+        return _load_clinical_vit(branch, source)
     g = load_cls_swin_encoder(G, source)
     loaded = [f"global_encoder.{k}" for k in g.loaded]
     new = {f"global_encoder.{k}" for k in g.new}
@@ -240,6 +242,26 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
     new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
     return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)
+
+
+def _load_clinical_vit(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ImageNet ViT-S/16 or ViT-B/16, or a file of them) into the ViT that serves as G
+    and L (Table X's ViT rows), strictly, through timm's filter. New: CSF."""
+    from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
+
+    vit = branch.global_encoder.vit
+    raw = read_state_dict(source, branch.cfg.backbone)
+    dropped = sorted(k for k in raw if k.startswith("head"))
+    raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    try:
+        sd = vit_filter(raw, vit)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
+    _check_fit(sd, vit, source, f"the clinical ViT ({branch.cfg.backbone})")
+    vit.load_state_dict(sd, strict=True)
+    new = [n for n, _ in branch.named_parameters() if not n.startswith("global_encoder.vit.")]
+    loaded = [f"global_encoder.vit.{k}" for k in sd]
+    return LoadReport(source, "clinical branch (ViT as G and L)", loaded, new, dropped)
 
 
 def _load_swin_window_encoder(branch: nn.Module, source: str) -> LoadReport:

@@ -36,6 +36,11 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
         from remixformer.models.cls_swin import CLSSwinEncoder
 
         c = clinical_config(cfg)
+        if c.backbone != "cls_swin":
+            raise ValueError(
+                f"backbone: DINO pretraining of the clinical encoder builds CLS-Swin; clinical.backbone "
+                f"{c.backbone!r} is not supported here"
+            )
         return CLSSwinEncoder(
             patch_size=c.patch_size,
             embed_dim=c.embed_dim,

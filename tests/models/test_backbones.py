@@ -114,3 +114,73 @@ def test_timm_swin_weights_load_strictly_into_the_window_and_single_level_encode
 def test_bad_backbone_settings_are_value_errors(dermoscopy, match):
     with pytest.raises(ValueError, match=match):
         create_model("remixformer_paper", "D", tasks=3, dermoscopy=dermoscopy)
+
+
+# --- clinical branch: one timm ViT as G and L (Table X's ViT rows) -----------------------------------
+
+VIT_S = "vit_small_patch16_224"
+SMALL_PHOTO = {"backbone": VIT_S, "image_size": 448, "global_size": 224, "crop_size": 112}
+
+
+@pytest.fixture(scope="module")
+def vit_file(tmp_path_factory):
+    torch.manual_seed(4)
+    sd = timm.create_model(VIT_S, pretrained=False).state_dict()
+    path = tmp_path_factory.mktemp("w") / "vit_s.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    return path, sd
+
+
+def test_clinical_vit_trains_every_parameter_and_explains_its_lsm():
+    model = create_model("remixformer_paper", "C", tasks=3, clinical=SMALL_PHOTO).train()
+    out = model({"clinical": torch.randn(2, 3, 448, 448)})
+    out["logits"]["diag"].square().sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+    with torch.no_grad():
+        maps = model.eval()({"clinical": torch.randn(1, 3, 448, 448)}, explain=True)["explain"]
+    assert maps["lsm_scores"].shape == (1, 14, 14)  # 224 / 16
+    torch.testing.assert_close(maps["lsm_scores"].sum(), torch.tensor(1.0))
+    assert maps["lsm_boxes"].shape == (1, 4, 4)
+
+
+def test_clinical_vit_global_attention_learns_through_the_estimator():
+    model = create_model("remixformer_paper", "C", tasks=3, csf=False, clinical=SMALL_PHOTO).train()
+    branch = model.branches["C"]
+    out = branch(torch.randn(2, 3, 448, 448))
+    out.embedding[:, branch.token_dim :].square().sum().backward()  # the local half: l_cls only
+    qkv = branch.global_encoder.vit.blocks[-1].attn.qkv.weight
+    assert qkv.grad is not None and qkv.grad.abs().sum() > 0
+
+
+def test_clinical_vit_sizes_and_strict_loading(vit_file):
+    path, sd = vit_file
+    with torch.device("meta"):
+        vit_b = create_model(
+            "remixformer_paper", "C", tasks=3, lsm=False, clinical={"backbone": "vit_base_patch16_224"}
+        )
+    assert abs(vit_b.num_parameters("branches.C") / 1e6 - 86.1) < 0.05  # Table X 'ViT-B/16' (384^2 positions)
+    model = create_model(
+        "remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S}, clinical_weights=str(path)
+    )
+    vit = model.branches["C"].global_encoder.vit
+    torch.testing.assert_close(vit.blocks[7].mlp.fc1.weight, sd["blocks.7.mlp.fc1.weight"])
+    assert vit.pos_embed.shape == (1, 1 + 24 * 24, 384)  # 14x14 positions resized to G's 24x24 grid
+    report = model.load_reports["clinical"]
+    assert all(n.startswith("csf.") for n in report.new) and report.new
+    assert report.dropped == ["head.bias", "head.weight"]
+    with pytest.raises(WeightLoadError, match="does not fit the clinical ViT"):
+        create_model(
+            "remixformer_paper",
+            "C",
+            tasks=3,
+            clinical={"backbone": "vit_base_patch16_224"},
+            clinical_weights=str(path),
+        )
+
+
+def test_clinical_vit_geometry_errors():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        create_model("remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S, "crop_size": 200})
+    with pytest.raises(ValueError, match="own patch embedding"):
+        create_model("remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S, "conv_stem": True})

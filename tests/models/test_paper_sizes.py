@@ -32,6 +32,10 @@ def test_the_papers_faithful_rows_are_within_one_percent(table):
         ("X", "Swin-T + LSM"): 43.6,
         ("X", "Swin-T + LSM + CSF"): 48.3,
         ("XII", "ViT-S/16 + HRWE"): 43.0,
+        ("XII", "Swin-T"): 27.5,
+        ("XII", "Swin-T + HRWE"): 49.1,
+        ("XII", "ViT-B/16"): 86.1,
+        ("X", "ViT-B/16"): 86.1,
     }.items():
         assert abs(sizes[key] - paper) / paper < 0.01, key
 
@@ -41,5 +45,5 @@ def test_models_paper_prints_the_table(capsys):
 
     assert main(["models", "--paper"]) == 0
     out = capsys.readouterr().out
-    assert "Ours-CDM" in out and "n/b" in out and "[1]" in out
+    assert "Ours-CDM" in out and "ViT-B/16 + LSM + CSF" in out and "[1]" in out
     assert len(format_table(paper_size_table()).splitlines()) > len(ROWS)
