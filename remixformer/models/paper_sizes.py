@@ -230,6 +230,14 @@ def _metadata_dim() -> int:
     return MetadataSchema.from_dict(json.loads(text)).dim
 
 
+def row_overrides(row: PaperRow) -> dict[str, Any]:
+    """The row's overrides of ``remixformer_paper`` with X-SkinTumor-12's 2048^2 dermoscopy images."""
+    kwargs = dict(row.overrides or {})
+    if "D" in row.modalities:
+        kwargs["dermoscopy"] = {**DERMOSCOPY_2048, **kwargs.get("dermoscopy", {})}
+    return kwargs
+
+
 def count_row(row: PaperRow, metadata_dim: int | None = None) -> float | None:
     """Our parameter count of ``row`` in millions (None when the row cannot be built), on the meta device."""
     import torch
@@ -238,7 +246,7 @@ def count_row(row: PaperRow, metadata_dim: int | None = None) -> float | None:
 
     if row.overrides is None:
         return None
-    kwargs = dict(row.overrides)
+    kwargs = row_overrides(row)
     if "M" in row.modalities:
         kwargs["metadata_dim"] = metadata_dim or _metadata_dim()
     with torch.device("meta"):

@@ -166,18 +166,31 @@ TABLE_ROWS = {
     ("XIII", "ViT-S/16 2048^2 IN + HRWE"): "ablations/dermoscopy_hrwe_in.yaml",
     ("XIII", "ViT-S/16 2048^2 SSL + HRWE"): "ablations/dermoscopy_hrwe_ssl.yaml",
     ("XIII", "ViT-S/16 2048^2 SSL + HRWE + MSTA"): "ablations/dermoscopy_hrwe_ssl_msta.yaml",
+    **{("XIV", f"Ours-{m}"): f"xskintumor12/{m.lower()}.yaml" for m in ("C", "D", "CM", "CD", "DM", "CDM")},
 }
 
 
-def test_every_row_of_tables_x_xii_xiii_has_a_config():
-    from remixformer.models.paper_sizes import ROWS
+def test_every_row_of_tables_x_to_xiv_has_a_config_with_the_rows_model():
+    from remixformer.models.paper_sizes import ROWS, row_overrides
 
-    rows = {(r.table, r.row) for r in ROWS if r.table in ("X", "XII", "XIII")}
-    assert rows == set(TABLE_ROWS)
-    for key, config in TABLE_ROWS.items():
-        built = next(r for r in ROWS if (r.table, r.row) == key).overrides is not None
-        assert (config is not None) == built, key
-        assert config is None or (CONFIGS / config).is_file(), config
+    assert {(r.table, r.row) for r in ROWS} == set(TABLE_ROWS)
+    for row in ROWS:
+        config = TABLE_ROWS[(row.table, row.row)]
+        assert (config is not None) == (row.overrides is not None), row.row
+        if config is None:
+            continue
+        m = resolve(RunConfig, [CONFIGS / config]).model
+        assert m.modalities == row.modalities, config
+        # the config builds the model whose size `remixformer models --paper` reports for the row
+        ours = resolve_config(
+            m.preset, modalities=m.modalities, metadata_dim=47, clinical=m.clinical, dermoscopy=m.dermoscopy
+        )
+        expected = resolve_config(
+            "remixformer_paper", modalities=row.modalities, metadata_dim=47, **row_overrides(row)
+        )
+        for section in ("clinical", "dermoscopy"):
+            if section[0].upper() in row.modalities:
+                assert getattr(ours, section) == getattr(expected, section), (config, section)
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
