@@ -184,3 +184,28 @@ def test_clinical_vit_geometry_errors():
         create_model("remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S, "crop_size": 200})
     with pytest.raises(ValueError, match="own patch embedding"):
         create_model("remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S, "conv_stem": True})
+
+
+def test_checkpoints_of_the_new_backbones_round_trip(tmp_path):
+    from remixformer import load_model, save_model
+
+    torch.manual_seed(5)
+    model = create_model(
+        "remixformer_paper",
+        "CD",
+        tasks=3,
+        clinical=SMALL_PHOTO,
+        dermoscopy={
+            "backbone": SWIN_T,
+            "msta": False,
+            "region_dim": 384,
+            "image_size": 256,
+            "region_depth": 1,
+        },
+    ).eval()
+    path = save_model(model, tmp_path / "m.safetensors")
+    again = load_model(path)
+    assert again.config == model.config
+    batch = {"clinical": torch.randn(1, 3, 448, 448), "dermoscopy": torch.randn(1, 3, 256, 256)}
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)["logits"]["diag"], again(batch)["logits"]["diag"])
