@@ -33,8 +33,8 @@ class ViTImageEncoder(nn.Module):
     Kept as a plain timm model under ``vit`` so ImageNet weights load with timm's own filter (which
     resizes their 14 x 14 position embedding). Built for G's input (384^2: a 24 x 24 position embedding,
     the paper's ViT-B/16 size of 86.1M) with ``dynamic_img_size``, so the embedding is resampled on the
-    fly to 14 x 14 for L's 224^2 crops. The score comes from the last block's queries and
-    keys, as CLS-Swin's does: O1 = softmax over patches of q_cls . k_patch, O2 = softmax over patches of
+    fly to 14 x 14 for L's 224^2 crops. The score comes from the last block's queries and keys, as
+    CLS-Swin's does: O1 = softmax over patches of q_cls . k_patch, O2 = softmax over patches of
     q_patch . k_cls, S = the mean over heads of O1 * O2, renormalised.
     """
 
@@ -51,7 +51,6 @@ class ViTImageEncoder(nn.Module):
             drop_path_rate=drop_path_rate,
         )
         self.num_features = self.vit.num_features
-        self.patch_size = self.vit.patch_embed.patch_size[0]
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -66,15 +65,14 @@ class ViTImageEncoder(nn.Module):
         qkv = attn.qkv(block.norm1(x)).reshape(B, T, 3, h, C // h).permute(2, 0, 3, 1, 4)
         q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])  # B, h, T, d
         scale = (C // h) ** -0.5
-        o1 = ((q[:, :, :1] * scale) @ k[:, :, 1:].transpose(-2, -1))[:, :, 0].softmax(
-            dim=-1
-        )  # cls -> patches
-        o2 = ((q[:, :, 1:] * scale) @ k[:, :, :1].transpose(-2, -1))[..., 0].softmax(dim=-1)  # patches -> cls
+        # O1: the class token's query over the patches' keys; O2: each patch's query to the class key
+        o1 = ((q[:, :, :1] * scale) @ k[:, :, 1:].transpose(-2, -1))[:, :, 0].softmax(dim=-1)  # B, h, N
+        o2 = ((q[:, :, 1:] * scale) @ k[:, :, :1].transpose(-2, -1))[..., 0].softmax(dim=-1)  # B, h, N
         scores = (o1 * o2).mean(dim=1)
         return scores / scores.sum(dim=-1, keepdim=True)
 
     def forward(
-        self, images: torch.Tensor, hide_cls: bool = False, need_scores: bool = False
+        self, images: torch.Tensor, need_scores: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Class token (B, C), normalised patch tokens (B, h, w, C), and S^attn (B, h*w) when asked."""
         vit = self.vit
