@@ -230,7 +230,10 @@ def dermoscopy_maps(explanation: Mapping[str, Any], input_size: int) -> Dermosco
     """The dermoscopy attention of one case, None when the case has no dermoscopy image or the model
     has no dermoscopy branch (a note is logged)."""
     if "window_attention" not in explanation:
-        log.info("no dermoscopy maps: the model has no dermoscopy branch")
+        log.info(
+            "no dermoscopy maps: the model has no dermoscopy branch, or its window encoder (a Swin) has no "
+            "class-token attention"
+        )
         return None
     window = _numpy(explanation["window_attention"]).astype(np.float64)
     if window.ndim != 2:

@@ -40,7 +40,7 @@ class CrossAttentionBlock(nn.Module):
     projection of the attention result.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"cross-attention width {dim} is not divisible by its {num_heads} heads")
@@ -50,16 +50,26 @@ class CrossAttentionBlock(nn.Module):
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.attn_drop = attn_drop
 
     def forward(
         self,
         x: torch.Tensor,
         context: torch.Tensor,
-        context_mask: torch.Tensor | None = None,
+        context_weight: torch.Tensor | None = None,
         return_attention: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x``: (B, C) class token; ``context``: (B, T, C); ``context_mask``: bool (B, T), True = usable.
+        """``x``: (B, C) class token; ``context``: (B, T, C), every token usable; ``context_weight``:
+        (B, T) or None, a factor on each context token's value (after the LayerNorm and the value
+        projection), so the output is x + proj(sum_t a_t w_t v_t).
+
+        ``context_weight`` carries the LSM estimator S_v / stopgrad(S_v) of the crop a token comes from
+        (value 1, gradient dS_v / S_v). Scaling the tokens themselves would do nothing: the LayerNorm
+        over the joined tensor divides each token by its own scale and cancels the factor, and with it
+        the estimator's gradient through the local patch tokens.
+
+        There is no key mask: CSF's tokens are always all present, and CMF gives a block only the rows
+        whose source modality is present (a row without any source never reaches the block), so no row
+        can have all its keys masked (which would make the softmax NaN).
 
         Returns the fused token (B, C) and, when asked, the attention over the context (B, heads, T).
         """
@@ -68,15 +78,9 @@ class CrossAttentionBlock(nn.Module):
         q = split_heads(self.q(xq), self.num_heads)  # B, h, 1, d
         k = split_heads(self.k(ctx), self.num_heads)  # B, h, T, d
         v = split_heads(self.v(ctx), self.num_heads)
-        mask = None if context_mask is None else context_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        if context_weight is not None:
+            v = v * context_weight[:, None, :, None].to(v.dtype)  # B, h, T, d: each token's value w_t v_t
+        out = F.scaled_dot_product_attention(q, k, v)  # B, h, 1, d
         fused = xq[:, 0] + self.proj(merge_heads(out)[:, 0])
-        attn = None
-        if return_attention:
-            bias = (
-                None if mask is None else torch.zeros_like(mask, dtype=q.dtype).masked_fill(~mask, -torch.inf)
-            )
-            attn = attention_probs(q, k, bias)[:, :, 0]  # B, h, T
+        attn = attention_probs(q, k)[:, :, 0] if return_attention else None  # B, h, T
         return fused, attn

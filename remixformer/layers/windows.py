@@ -28,10 +28,10 @@ def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.
 
 def stage_window_size(grid: int, ref_grid: int, ref_window: int) -> int:
     """Window of a stage whose token grid is ``grid``, for a model whose window is ``ref_window`` at
-    ``ref_grid`` (timm's rule: the window scales with the grid, and a grid smaller than the window is
-    one window)."""
-    window = max(1, ref_window * grid // ref_grid)
-    return min(window, grid)
+    ``ref_grid`` (timm's rule: the window scales with the grid). The result may be larger than the grid;
+    the caller decides what then happens (CLS-Swin takes the whole grid as one window, as Swin does,
+    and logs it)."""
+    return max(1, ref_window * grid // ref_grid)
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,13 +11,17 @@ projection, the stage, the encoder.
   position bias applies to patch-patch pairs only; the shifted-window mask stays among patches; the
   class token's key is never masked. With ``hide_cls=True`` the class token is left out of the patch
   attention and the patch features equal timm's Swin exactly (the test of this file's correctness).
-* The window of each stage follows the token grid (timm's rule), so the global encoder (384^2 input,
-  12x12 windows) and the local encoder (224^2 crops, 7x7 windows) can share stages; the relative
-  position table is interpolated when the window differs from the one it was learnt for.
+* Windows: the paper's 7x7 at every input size (``window_rule="fixed"``, the paper preset): the global
+  encoder's 96, 48, 24 and 12 token grids (384^2 input) are padded to multiples of 7 as Swin pads them.
+  Or (``"scaled"``) the window follows the token grid as timm scales it (12x12 at 384^2); the relative
+  position table shared with the local encoder (224^2 crops, 7x7 windows) is then interpolated when the
+  window differs from the one it was learnt for.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -35,6 +39,26 @@ from remixformer.layers.windows import (
     window_reverse,
 )
 
+log = logging.getLogger(__name__)
+
+WINDOW_RULES = ("fixed", "scaled")
+
+
+@functools.lru_cache(maxsize=64)
+def _log_whole_grid_window(stage: int, grid: int, window: int) -> None:
+    """Say once per (stage, grid, window) that a stage's window was reduced to its whole token grid."""
+    log.info(
+        "CLS-Swin stage %d: the %dx%d token grid is smaller than the %dx%d window; the stage attends "
+        "within one %dx%d window without shift (Swin's rule)",
+        stage + 1,
+        grid,
+        grid,
+        window,
+        window,
+        grid,
+        grid,
+    )
+
 
 class CLSWindowAttention(nn.Module):
     """Window attention with a class token (CLS-WMSA)."""
@@ -45,8 +69,6 @@ class CLSWindowAttention(nn.Module):
         num_heads: int,
         window_size: int,
         qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -56,8 +78,8 @@ class CLSWindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.attn_drop = attn_drop
-        self.proj_drop = nn.Dropout(proj_drop)
+        # no attention or projection dropout: Swin-T is trained without them (timm's defaults are 0) and
+        # the paper names none; drop path (stochastic depth) is the block's only regulariser
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(
@@ -76,14 +98,13 @@ class CLSWindowAttention(nn.Module):
         """
         B, H, W, C = x.shape
         h, d = self.num_heads, C // self.num_heads
-        drop = self.attn_drop if self.training else 0.0
         q_c, k_c, v_c = self.qkv(cls).view(B, 1, 3, h, d).permute(2, 0, 3, 1, 4)  # each B, h, 1, d
         qkv = self.qkv(x)  # B, H, W, 3C
 
         # eq. 1: the class token attends to itself and to every patch token of the image
         q_p, k_p, v_p = qkv.view(B, H * W, 3, h, d).permute(2, 0, 3, 1, 4)  # each B, h, N, d
         z_cls = F.scaled_dot_product_attention(
-            q_c, torch.cat([k_c, k_p], dim=2), torch.cat([v_c, v_p], dim=2), dropout_p=drop
+            q_c, torch.cat([k_c, k_p], dim=2), torch.cat([v_c, v_p], dim=2)
         )  # B, h, 1, d
 
         scores = None
@@ -97,26 +118,36 @@ class CLSWindowAttention(nn.Module):
         # eq. 3: patch tokens attend within their (shifted) window, plus the class token
         if shift:
             qkv = torch.roll(qkv, shifts=(-shift, -shift), dims=(1, 2))
+        ph, pw = -H % window, -W % window
+        if ph or pw:
+            # a grid the window does not tile is padded at the bottom and right after the shift, as Swin
+            # does (timm's order): padded tokens are zeros after the norm, so their q, k, v are the
+            # projection's bias; like Swin and timm we do not mask them; their outputs are dropped below
+            fill = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(qkv.shape[-1])
+            fill = fill.to(qkv.dtype)
+            qkv = torch.cat([qkv, fill.expand(B, ph, W, -1)], dim=1)
+            qkv = torch.cat([qkv, fill.expand(B, H + ph, pw, -1)], dim=2)  # B, Hp, Wp, 3C
+        Hp, Wp = H + ph, W + pw
         windows = window_partition(qkv, window)  # B*nW, n*n, 3C
         nW, n2 = windows.shape[0] // B, window * window
         q, k, v = windows.view(B, nW, n2, 3, h, d).permute(3, 0, 1, 4, 2, 5)  # each B, nW, h, n2, d
         bias = relative_position_bias(self.relative_position_bias_table, self.window_size, window)
         bias = bias[None, None]  # 1, 1, h, n2, n2
-        mask = shifted_window_mask(H, W, window, shift, x.device, bias.dtype)
+        mask = shifted_window_mask(Hp, Wp, window, shift, x.device, bias.dtype)
         if mask is not None:
             bias = bias + mask[None, :, None]  # 1, nW, h, n2, n2
         if not hide_cls:
             k = torch.cat([k_c[:, None].expand(B, nW, h, 1, d), k], dim=3)  # B, nW, h, 1+n2, d
             v = torch.cat([v_c[:, None].expand(B, nW, h, 1, d), v], dim=3)
             bias = F.pad(bias, (1, 0))  # the class token's key: no position bias, never masked
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop)
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         z = z.permute(0, 1, 3, 2, 4).reshape(B * nW, n2, C)
-        z = window_reverse(z, window, H, W)
+        z = window_reverse(z, window, Hp, Wp)[:, :H, :W]  # B, H, W, C: padding dropped
         if shift:
             z = torch.roll(z, shifts=(shift, shift), dims=(1, 2))
 
-        out_cls = self.proj_drop(self.proj(z_cls.transpose(1, 2).reshape(B, 1, C)))
-        out = self.proj_drop(self.proj(z))
+        out_cls = self.proj(z_cls.transpose(1, 2).reshape(B, 1, C))
+        out = self.proj(z)
         return out_cls, out, scores
 
 
@@ -249,10 +280,14 @@ class CLSSwinEncoder(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
         conv_stem: bool = False,
+        window_rule: str = "scaled",
     ) -> None:
         super().__init__()
+        if window_rule not in WINDOW_RULES:
+            raise ValueError(f"CLS-Swin: window_rule must be one of {WINDOW_RULES}, got {window_rule!r}")
         self.patch_size = patch_size
         self.window_size = window_size
+        self.window_rule = window_rule
         self.ref_grid = ref_size // patch_size
         self.num_stages = len(depths)
         dims = [embed_dim * 2**i for i in range(self.num_stages)]
@@ -271,8 +306,10 @@ class CLSSwinEncoder(nn.Module):
         trunc_normal_(self.cls_token, std=0.02)
         rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList()
+        self.stage_drop_path: list[list[float]] = []  # per stage, per block (the local stage reuses the last)
         start = 0
         for i, depth in enumerate(depths):
+            self.stage_drop_path.append(rates[start : start + depth])
             self.layers.append(
                 CLSSwinStage(
                     dims[max(i - 1, 0)],
@@ -293,15 +330,20 @@ class CLSSwinEncoder(nn.Module):
             stage.grad_checkpointing = enable
 
     def stage_window(self, stage: int, grid: int) -> int:
-        """Window of ``stage`` for a token grid of side ``grid``, checked to tile the grid."""
-        ref_grid = max(1, self.ref_grid // 2**stage)
-        window = stage_window_size(grid, ref_grid, self.window_size)
-        if grid % window:
-            raise ValueError(
-                f"CLS-Swin stage {stage + 1}: the {grid}x{grid} token grid is not divisible by the window "
-                f"size {window}; use an input size whose stage grids are multiples of the window "
-                f"(e.g. {self.patch_size * 2 ** (self.num_stages - 1) * self.window_size}-pixel multiples)"
-            )
+        """Window of ``stage`` for a token grid of side ``grid``.
+
+        ``window_rule`` "fixed": ``window_size`` at every input size (the paper's 7x7; a grid it does not
+        tile is padded as in Swin). "scaled": the window follows the grid (timm's rule for other input
+        sizes: 12x12 at 384^2 for a 7x7 model of 224^2). Either way a grid no larger than the window is one
+        window without shift (Swin's rule), logged once.
+        """
+        if self.window_rule == "scaled":
+            window = stage_window_size(grid, max(1, self.ref_grid // 2**stage), self.window_size)
+        else:
+            window = self.window_size
+        if window > grid:  # Swin's rule: a grid no larger than the window is one window, not shifted
+            _log_whole_grid_window(stage, grid, window)
+            window = grid
         return window
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from remixformer.tasks import TaskSpec, normalize_tasks
 
@@ -23,6 +23,9 @@ class ClinicalConfig:
     image_size: int = 896  # the photo as the branch receives it; LSM cuts its crops from this resolution
     global_size: int = 384  # the downsampled copy the global encoder G sees
     crop_size: int = 224  # side of each lesion crop (full-resolution pixels) fed to the local encoder L
+    # G and L: "cls_swin" (the paper's CLS-Swin, sized by the fields below) or a timm ViT (Table X's ViT
+    # rows; one ViT serves G and L, patch_size 16; embed_dim, depths, num_heads, windows do not apply)
+    backbone: Literal["cls_swin", "vit_small_patch16_224", "vit_base_patch16_224"] = "cls_swin"
     patch_size: int = 4
     conv_stem: bool = (
         False  # convolutional stem instead of the linear patch embedding (presets trained from scratch)
@@ -30,8 +33,13 @@ class ClinicalConfig:
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 7  # window of the relative-position tables, valid for `ref_size` inputs
-    ref_size: int = 224  # input size at which `window_size` applies; other sizes scale it (timm's rule)
+    window_size: int = 7  # window of CLS-Swin's attention and relative-position tables
+    # "fixed": `window_size` at every input size, grids padded to a multiple as Swin does (the paper's
+    # 7x7; the paper preset). "scaled": the window follows the grid from `window_size` at `ref_size`
+    # (timm's rule, 12x12 at 384^2); the default, so that checkpoints written before the choice existed
+    # keep the windows they were trained with
+    window_rule: Literal["fixed", "scaled"] = "scaled"
+    ref_size: int = 224  # input size at which `window_size` applies under the "scaled" rule
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
     lsm: bool = True  # lesion selection + local encoder; off = the global encoder alone
@@ -54,7 +62,11 @@ class DermoscopyConfig:
     """Dermoscopy branch: HRWE (ViT per window + MSTA) and the region-level encoder."""
 
     image_size: int = 1024  # S: the image is resized to S x S and cut into (S / window_size)^2 windows
-    hrwe: bool = True  # off = a single-level ViT on the whole image resized to `single_level_size`
+    hrwe: bool = True  # off = a single-level encoder on the whole image resized to `single_level_size`
+    # the window encoder T_phi1 (or the single-level encoder): "vit", a ViT built from the fields below
+    # (ViT-S/16 by default, ViT-B/16 with embed_dim 768 and num_heads 12), or a timm Swin (Table XII's
+    # Swin rows; patch_size, embed_dim, depth, num_heads and conv_stem do not apply, MSTA must be off)
+    backbone: Literal["vit", "swin_tiny_patch4_window7_224", "swin_base_patch4_window7_224"] = "vit"
     window_size: int = 256
     single_level_size: int = 512
     patch_size: int = 16
@@ -66,6 +78,7 @@ class DermoscopyConfig:
     num_heads: int = 6
     region_depth: int = 12
     region_heads: int = 6
+    region_dim: int | None = None  # width of R_phi2; None = T_phi1's width (else a projection maps to it)
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
     msta: bool = True  # multi-scale texture attention
@@ -73,6 +86,21 @@ class DermoscopyConfig:
     window_chunk_size: int = 16  # windows encoded per chunk
     checkpoint_windows: bool = True  # activation checkpointing per chunk while training
     pretrained: str | None = None  # window encoder T_phi1: "timm:vit_small_patch16_224.dino", a path, or None
+    # region encoder R_phi2's blocks and norm from a ViT of the same shape (the paper starts everything but
+    # T_phi1 from ImageNet): "timm:vit_small_patch16_224.augreg_in21k_ft_in1k", a file, or None (random)
+    region_pretrained: str | None = None
+
+
+# width of each timm ViT the clinical branch can use
+CLINICAL_VIT_WIDTHS = {"vit_small_patch16_224": 384, "vit_base_patch16_224": 768}
+
+# output width of each timm Swin the dermoscopy branch can use (its last stage)
+SWIN_WIDTHS = {"swin_tiny_patch4_window7_224": 768, "swin_base_patch4_window7_224": 1024}
+
+
+def encoder_width(d: DermoscopyConfig) -> int:
+    """Width of the dermoscopy branch's window (or single-level) encoder."""
+    return SWIN_WIDTHS.get(d.backbone, d.embed_dim)
 
 
 @dataclass
@@ -149,6 +177,7 @@ def check_limits(cfg: ModelConfig) -> None:
     for where, value in (
         ("clinical.embed_dim", c.embed_dim),
         ("dermoscopy.embed_dim", d.embed_dim),
+        ("dermoscopy.region_dim", d.region_dim or 1),
         ("metadata.hidden_dim", cfg.metadata.hidden_dim),
         ("fusion.dim", cfg.fusion.dim),
     ):
@@ -188,22 +217,38 @@ def check_geometry(cfg: ModelConfig) -> None:
         n = len(c.depths)
         if len(c.num_heads) != n:
             raise ValueError(f"clinical: depths {c.depths} and num_heads {c.num_heads} differ in length")
-        if c.global_size % (c.patch_size * 2 ** (n - 1)):
+        stride = c.patch_size * 2 ** (n - 1)  # pixels per cell of G's last grid
+        if c.backbone != "cls_swin":
+            stride = 16
+            if c.conv_stem:
+                raise ValueError(
+                    f"clinical.backbone {c.backbone} has its own patch embedding; conv_stem: false"
+                )
+            if c.lsm and c.csf and CLINICAL_VIT_WIDTHS[c.backbone] % c.csf_heads:
+                raise ValueError(
+                    f"clinical.csf_heads {c.csf_heads} does not divide {c.backbone}'s width "
+                    f"{CLINICAL_VIT_WIDTHS[c.backbone]}"
+                )
+        if c.global_size % stride:
             raise ValueError(
-                f"clinical.global_size {c.global_size} must be a multiple of patch_size * 2^(stages-1) = "
-                f"{c.patch_size * 2 ** (n - 1)}"
+                f"clinical.global_size {c.global_size} must be a multiple of {stride} (the pixels per cell "
+                "of G's last grid: patch_size * 2^(stages-1) for CLS-Swin, 16 for a ViT)"
             )
         if c.lsm:
-            if c.crop_size % (c.patch_size * 2 ** (n - 1)):
-                raise ValueError(
-                    f"clinical.crop_size {c.crop_size} must be a multiple of {c.patch_size * 2 ** (n - 1)}"
-                )
+            if c.crop_size % stride:
+                raise ValueError(f"clinical.crop_size {c.crop_size} must be a multiple of {stride}")
             if c.crop_size > c.image_size:
                 raise ValueError(
                     f"clinical.crop_size {c.crop_size} is larger than clinical.image_size {c.image_size}"
                 )
             if c.num_crops < 1 or (c.num_samples is not None and c.num_samples < 1):
                 raise ValueError(f"clinical: num_crops ({c.num_crops}) and num_samples must be >= 1")
+            cells = (c.global_size // stride) ** 2
+            if c.num_crops > cells:
+                raise ValueError(
+                    f"clinical.num_crops {c.num_crops} is more than the {cells} cells of G's "
+                    f"last grid (global_size {c.global_size}); inference takes K_p distinct cells"
+                )
     if "D" in cfg.modalities:
         if d.hrwe:
             if d.window_size <= 0 or d.image_size % d.window_size:
@@ -211,15 +256,39 @@ def check_geometry(cfg: ModelConfig) -> None:
                     f"dermoscopy.window_size {d.window_size} does not divide dermoscopy.image_size "
                     f"{d.image_size}; the image is cut into whole windows (e.g. 1024 / 256 = 4 x 4 windows)"
                 )
-            if d.window_size % d.patch_size:
+            if d.backbone == "vit" and d.window_size % d.patch_size:
                 raise ValueError(
                     f"dermoscopy.patch_size {d.patch_size} does not divide "
                     f"dermoscopy.window_size {d.window_size}"
                 )
-        elif d.single_level_size % d.patch_size:
+        elif d.backbone == "vit" and d.single_level_size % d.patch_size:
             raise ValueError(
                 f"dermoscopy.patch_size {d.patch_size} does not divide dermoscopy.single_level_size "
                 f"{d.single_level_size}"
             )
-        if d.embed_dim % d.num_heads or d.embed_dim % d.region_heads:
-            raise ValueError(f"dermoscopy.embed_dim {d.embed_dim} must be divisible by its head counts")
+        swin = d.backbone != "vit"
+        if swin:
+            if d.msta and d.hrwe:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone}: MSTA is defined on the ViT window encoder's patch "
+                    "tokens and the paper has no Swin row with it; set dermoscopy.msta: false"
+                )
+            if d.conv_stem:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone} has its own patch embedding; conv_stem: false"
+                )
+            side = d.window_size if d.hrwe else d.single_level_size
+            if side % 32:
+                raise ValueError(
+                    f"dermoscopy.backbone {d.backbone}: input side {side} must be a multiple of 32"
+                )
+        elif d.embed_dim % d.num_heads:
+            raise ValueError(
+                f"dermoscopy.embed_dim {d.embed_dim} must be divisible by num_heads {d.num_heads}"
+            )
+        region_dim = d.region_dim or encoder_width(d)
+        if d.hrwe and region_dim % d.region_heads:
+            raise ValueError(
+                f"the region encoder's width {region_dim} must be divisible by dermoscopy.region_heads "
+                f"{d.region_heads}"
+            )

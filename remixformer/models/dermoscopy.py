@@ -1,8 +1,8 @@
 """Dermoscopy image branch: the two-level hierarchical encoder (section III-C).
 
-Read top to bottom: the window encoder T_phi1 (a timm ViT), MSTA (eqs. 15-17), the high-resolution
-window-level encoder HRWE, the region-level encoder R_phi2, the single-level baseline (HRWE off), and
-the branch.
+Read top to bottom: the window encoder T_phi1 (a timm ViT, or a timm Swin for Table XII's Swin rows),
+MSTA (eqs. 15-17), the high-resolution window-level encoder HRWE, the region-level encoder R_phi2, the
+single-level baseline (HRWE off), and the branch.
 
 Memory by design: HRWE runs its windows in chunks and, in training, each chunk under activation
 checkpointing, so what stays for backward is one embedding per window rather than every window's
@@ -71,6 +71,7 @@ class WindowEncoder(nn.Module):
             embed_layer=ConvStemPatchEmbed if conv_stem else PatchEmbed,
         )
         self.grid = img_size // patch_size
+        self.embed_dim = embed_dim
 
     def forward(self, windows: torch.Tensor, need_attention: bool = False):
         """(n, 3, w, w) -> normalised tokens (n, 1 + P, d) and, when asked, cls->patch attention (n, P)."""
@@ -83,6 +84,46 @@ class WindowEncoder(nn.Module):
         attention = _cls_attention(vit.blocks[-1], x).mean(dim=1) if need_attention else None
         x = vit.norm(vit.blocks[-1](x))
         return x, attention
+
+
+class SwinImageEncoder(nn.Module):
+    """A timm Swin Transformer as T_phi1 or as the single-level encoder (Table XII's Swin rows).
+
+    Kept as a plain timm model under ``swin`` so ImageNet weights load with timm's own filter. The class
+    output a Swin lacks is the mean of its normalised last-stage tokens (timm's pooling for its classifier).
+    Grids that its 7x7 windows do not tile are padded as timm pads them. No class-token attention map.
+    """
+
+    def __init__(self, name: str, img_size: int, drop_path_rate: float) -> None:
+        super().__init__()
+        import timm
+
+        self.swin = timm.create_model(
+            name, pretrained=False, img_size=img_size, num_classes=0, drop_path_rate=drop_path_rate
+        )
+        self.embed_dim = self.swin.num_features
+        self.grid = img_size // 32  # last-stage token grid
+
+    def forward(self, windows: torch.Tensor, need_attention: bool = False):
+        """(n, 3, w, w) -> tokens (n, 1 + P, d): the pooled token, then the last stage's; no attention."""
+        x = self.swin.forward_features(windows).flatten(1, 2)  # n, P, d (normalised)
+        return torch.cat([x.mean(dim=1, keepdim=True), x], dim=1), None
+
+
+def image_encoder(cfg: DermoscopyConfig, img_size: int) -> nn.Module:
+    """T_phi1 or the single-level encoder for ``img_size`` inputs: a ViT from the config, or a timm Swin."""
+    if cfg.backbone != "vit":
+        return SwinImageEncoder(cfg.backbone, img_size, cfg.drop_path_rate)
+    return WindowEncoder(
+        img_size,
+        cfg.patch_size,
+        cfg.embed_dim,
+        cfg.depth,
+        cfg.num_heads,
+        cfg.mlp_ratio,
+        cfg.drop_path_rate,
+        cfg.conv_stem,
+    )
 
 
 class MultiScaleTextureAttention(nn.Module):
@@ -122,16 +163,7 @@ class HighResolutionWindowEncoder(nn.Module):
         self.window_size = cfg.window_size
         self.chunk_size = max(1, cfg.window_chunk_size)
         self.use_checkpoint = cfg.checkpoint_windows
-        self.encoder = WindowEncoder(
-            cfg.window_size,
-            cfg.patch_size,
-            cfg.embed_dim,
-            cfg.depth,
-            cfg.num_heads,
-            cfg.mlp_ratio,
-            cfg.drop_path_rate,
-            cfg.conv_stem,
-        )
+        self.encoder = image_encoder(cfg, cfg.window_size)
         self.msta = MultiScaleTextureAttention(cfg.embed_dim, cfg.num_templates) if cfg.msta else None
 
     def _grid(self, images: torch.Tensor) -> tuple[int, int]:
@@ -191,7 +223,7 @@ class HighResolutionWindowEncoder(nn.Module):
             embs.append(emb)
         emb = torch.cat(embs).view(B, grid[0] * grid[1], -1)
         maps = {}
-        if explain:
+        if explain and atts and atts[0] is not None:  # a Swin window encoder has no class-token attention
             p = self.encoder.grid
             att = torch.cat(atts).view(B, grid[0], grid[1], p, p)
             maps["window_attention"] = att.permute(0, 1, 3, 2, 4).reshape(B, grid[0] * p, grid[1] * p)
@@ -251,27 +283,25 @@ class DermoscopyBranch(nn.Module):
         if cfg.hrwe:
             self.hrwe = HighResolutionWindowEncoder(cfg)
             grid = cfg.image_size // cfg.window_size
+            width = self.hrwe.encoder.embed_dim
+            dim = cfg.region_dim or width
+            # a window encoder wider than R_phi2 (a Swin's 768 for a region encoder of ViT-S's 384, Table
+            # XII's Swin-T + HRWE) has its window embeddings projected to R_phi2's width
+            self.window_proj = nn.Linear(width, dim) if dim != width else nn.Identity()
             self.region_encoder = RegionEncoder(
-                cfg.embed_dim, cfg.region_depth, cfg.region_heads, cfg.mlp_ratio, grid, cfg.drop_path_rate
+                dim, cfg.region_depth, cfg.region_heads, cfg.mlp_ratio, grid, cfg.drop_path_rate
             )
             self.single_level = None
-        else:  # ablation: one ViT on the whole image, resized
+        else:  # ablation: one encoder on the whole image, resized
             self.hrwe = self.region_encoder = None
-            self.single_level = WindowEncoder(
-                cfg.single_level_size,
-                cfg.patch_size,
-                cfg.embed_dim,
-                cfg.depth,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                cfg.drop_path_rate,
-                cfg.conv_stem,
-            )
-        self.out_dim = self.token_dim = cfg.embed_dim
+            self.window_proj = nn.Identity()
+            self.single_level = image_encoder(cfg, cfg.single_level_size)
+            dim = self.single_level.embed_dim
+        self.out_dim = self.token_dim = dim
 
     @property
-    def window_encoder(self) -> WindowEncoder:
-        """T_phi1 (or the single-level ViT): the part that takes DINO / ImageNet weights."""
+    def window_encoder(self) -> nn.Module:
+        """T_phi1 (or the single-level encoder): the part that takes DINO / ImageNet weights."""
         return self.hrwe.encoder if self.hrwe is not None else self.single_level
 
     def forward(self, images: torch.Tensor, explain: bool = False) -> BranchOutput:
@@ -283,11 +313,12 @@ class DermoscopyBranch(nn.Module):
             if images.shape[-1] != s:
                 x = F.interpolate(images, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
             tokens, attention = self.single_level(x, need_attention=explain)
-            if explain:
+            if explain and attention is not None:
                 g = self.single_level.grid
                 maps["window_attention"] = attention.view(-1, g, g)
             return BranchOutput(tokens[:, 0], tokens, maps)
         emb, grid, maps = self.hrwe(images, explain)
+        emb = self.window_proj(emb)  # B, nW, region width
         tokens, region_attention = self.region_encoder(emb, grid, explain)
         if explain:
             maps["region_attention"] = region_attention.view(-1, *grid)

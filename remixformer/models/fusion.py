@@ -51,6 +51,7 @@ class CrossModalityFusion(nn.Module):
         B, device = any_out.embedding.shape[0], any_out.embedding.device
         emb = {m: self.embed_proj[m](o.embedding) for m, o in outputs.items()}
         tok = {m: self.token_proj[m](outputs[m].tokens) for m in self.token_proj if m in outputs}
+        tok_w = {m: outputs[m].token_weights for m in tok}
         maps: dict[str, torch.Tensor] = {}
         total = torch.zeros(B, self.dim, device=device, dtype=any_out.embedding.dtype)
         count = torch.zeros(B, device=device, dtype=total.dtype)
@@ -63,8 +64,9 @@ class CrossModalityFusion(nn.Module):
                 rows = (present[q] & present[s]).nonzero().flatten()
                 if rows.numel() == 0:
                     continue
+                weight = None if tok_w[s] is None else tok_w[s][rows]
                 fused, attn = self.blocks[f"{q}_from_{s}"](
-                    emb[q][rows], tok[s][rows], return_attention=explain
+                    emb[q][rows], tok[s][rows], weight, return_attention=explain
                 )
                 acc = acc.index_add(0, rows, fused)
                 n = n.index_add(0, rows, torch.ones_like(rows, dtype=n.dtype))

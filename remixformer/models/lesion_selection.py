@@ -55,8 +55,12 @@ class LesionSelection(nn.Module):
         """``scores``: (B, N) distributions -> (B, K) cell indices."""
         if self.training:
             return torch.multinomial(scores.detach().float(), self.num_samples, replacement=True)
-        k = min(self.num_crops, scores.shape[1])
-        return scores.topk(k, dim=1).indices
+        if self.num_crops > scores.shape[1]:
+            raise ValueError(
+                f"LSM: K_p = {self.num_crops} crops asked for, but the global encoder's last grid has only "
+                f"{scores.shape[1]} cells; lower clinical.num_crops or raise clinical.global_size"
+            )
+        return scores.topk(self.num_crops, dim=1).indices
 
     def boxes_for(
         self, cells: torch.Tensor, grid: tuple[int, int], image_hw: tuple[int, int]

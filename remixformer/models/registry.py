@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "remixformer_paper": {
-        # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4);
+        # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4) with 7x7
+        # windows in G and L ("7x7 in our implementation"; G's grids padded as Swin pads them);
         # ViT-S/16 on 256^2 windows of a 1024^2 dermoscopy image (2048^2 for large images), 32 templates
+        "clinical": {"window_rule": "fixed"},
     },
     "remixformer_small": {
         "clinical": {
@@ -88,7 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Short names for the switches of the paper's ablation tables.
+# Short names for the switches of the paper's ablation tables; each means one field. Names that would
+# mean a field of more than one section are refused with the choices (AMBIGUOUS).
 ALIASES = {
     "lsm": "clinical.lsm",
     "csf": "clinical.csf",
@@ -100,14 +103,20 @@ ALIASES = {
     "hrwe": "dermoscopy.hrwe",
     "msta": "dermoscopy.msta",
     "num_templates": "dermoscopy.num_templates",
-    "window_size": "dermoscopy.window_size",
+    "dermoscopy_window_size": "dermoscopy.window_size",
+    "clinical_window_size": "clinical.window_size",
     "dermoscopy_size": "dermoscopy.image_size",
     "fusion_dim": "fusion.dim",
+}
+
+AMBIGUOUS = {
+    "window_size": ("dermoscopy_window_size", "clinical_window_size"),
 }
 
 PRETRAINED = {
     "clinical": "timm:swin_tiny_patch4_window7_224",
     "window_encoder": "timm:vit_small_patch16_224.dino",
+    "region_encoder": "timm:vit_small_patch16_224.augreg_in21k_ft_in1k",
 }
 
 
@@ -133,6 +142,11 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     for key, value in overrides.items():
         if value is None and key in ("tasks", "metadata_schema"):
             continue
+        if key in AMBIGUOUS:
+            raise ValueError(
+                f"create_model({name!r}): {key!r} is ambiguous (both branches have one); use one of "
+                f"{list(AMBIGUOUS[key])} or a dotted key such as 'dermoscopy.{key}'"
+            )
         key = ALIASES.get(key, key)
         data = deep_merge(data, _nest(key, value))
     try:
@@ -150,6 +164,7 @@ def create_model(
     metadata_schema: dict[str, Any] | None = None,
     clinical_weights: str | None = None,
     window_encoder_weights: str | None = None,
+    region_encoder_weights: str | None = None,
     pretrained: bool = False,
     **overrides: Any,
 ):
@@ -158,8 +173,9 @@ def create_model(
     ``tasks``: an int (diagnosis classes), ``{name: n_classes | [class names]}`` or TaskSpecs (diagnosis
     first). ``metadata_dim``: one-hot width (unknown slots included) when M is used; taken from
     ``metadata_schema`` (a ``MetadataSchema.to_dict()``) when given. ``clinical_weights`` /
-    ``window_encoder_weights``: a file path or ``timm:<name>`` (hub, needs internet); ``pretrained=True``
-    is shorthand for the paper's timm weights for both.
+    ``window_encoder_weights`` / ``region_encoder_weights`` (R_phi2's blocks from a ViT of its shape): a file
+    path or ``timm:<name>`` (hub, needs internet); ``pretrained=True`` is shorthand for the paper's timm
+    weights for all three.
     """
     from remixformer.tasks import normalize_tasks
 
@@ -168,6 +184,7 @@ def create_model(
     if pretrained:
         clinical_weights = clinical_weights or PRETRAINED["clinical"]
         window_encoder_weights = window_encoder_weights or PRETRAINED["window_encoder"]
+        region_encoder_weights = region_encoder_weights or PRETRAINED["region_encoder"]
     extra: dict[str, Any] = {"modalities": modalities}
     if tasks is not None:
         extra["tasks"] = [t.to_dict() for t in normalize_tasks(tasks)]
@@ -179,6 +196,8 @@ def create_model(
         extra["clinical.pretrained"] = clinical_weights
     if window_encoder_weights:
         extra["dermoscopy.pretrained"] = window_encoder_weights
+    if region_encoder_weights:
+        extra["dermoscopy.region_pretrained"] = region_encoder_weights
     cfg = resolve_config(name, **extra, **overrides)
     return build_model(cfg)
 
@@ -186,7 +205,11 @@ def create_model(
 def build_model(cfg: ModelConfig, load_pretrained: bool = True):
     """Model from a full config; pretrained weights named in it are loaded (unless told not to)."""
     from remixformer.models.remixformer import RemixFormer
-    from remixformer.models.weights import load_clinical_weights, load_window_encoder_weights
+    from remixformer.models.weights import (
+        load_clinical_weights,
+        load_region_encoder_weights,
+        load_window_encoder_weights,
+    )
 
     model = RemixFormer(cfg)
     if load_pretrained:
@@ -198,6 +221,13 @@ def build_model(cfg: ModelConfig, load_pretrained: bool = True):
             model.load_reports["window_encoder"] = load_window_encoder_weights(
                 model.branches["D"], cfg.dermoscopy.pretrained
             )
+        if cfg.dermoscopy.region_pretrained and "D" in model.branches:
+            if model.branches["D"].region_encoder is None:
+                log.info("dermoscopy.region_pretrained unused: HRWE is off, so there is no region encoder")
+            else:
+                model.load_reports["region_encoder"] = load_region_encoder_weights(
+                    model.branches["D"], cfg.dermoscopy.region_pretrained
+                )
         for report in model.load_reports.values():
             log.info("%s", report.summary())
     return model

@@ -142,6 +142,9 @@ class RemixFormer(nn.Module):
                     _scatter(out.embedding, rows, B, 0.0),
                     _scatter(out.tokens, rows, B, 0.0),
                     {k: _scatter(v, rows, B) for k, v in out.maps.items()},
+                    token_weights=None
+                    if out.token_weights is None
+                    else _scatter(out.token_weights, rows, B, 1.0),
                 )
             outputs[letter] = out
             maps.update(out.maps)

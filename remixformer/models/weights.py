@@ -205,6 +205,8 @@ def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
     :func:`load_cls_swin_encoder`); L's own last stage and norm start as copies of G's last stage and
     norm. New: what G lacks in the source, and CSF."""
     G = branch.global_encoder
+    if hasattr(G, "vit"):
+        return _load_clinical_vit(branch, source)
     g = load_cls_swin_encoder(G, source)
     loaded = [f"global_encoder.{k}" for k in g.loaded]
     new = {f"global_encoder.{k}" for k in g.new}
@@ -224,6 +226,8 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
     from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
 
+    if hasattr(branch.window_encoder, "swin"):
+        return _load_swin_window_encoder(branch, source)
     vit = branch.window_encoder.vit
     raw = read_state_dict(source, "vit_small_patch16_224.dino")
     dropped = sorted(k for k in raw if k.startswith("head"))
@@ -238,3 +242,91 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
     new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
     return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)
+
+
+def _load_clinical_vit(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ImageNet ViT-S/16 or ViT-B/16, or a file of them) into the ViT that serves as G
+    and L (Table X's ViT rows), strictly, through timm's filter. New: CSF."""
+    from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
+
+    vit = branch.global_encoder.vit
+    raw = read_state_dict(source, branch.cfg.backbone)
+    dropped = sorted(k for k in raw if k.startswith("head"))
+    raw = {k: v for k, v in raw.items() if not k.startswith("head")}
+    try:
+        sd = vit_filter(raw, vit)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
+    _check_fit(sd, vit, source, f"the clinical ViT ({branch.cfg.backbone})")
+    vit.load_state_dict(sd, strict=True)
+    new = [n for n, _ in branch.named_parameters() if not n.startswith("global_encoder.vit.")]
+    loaded = [f"global_encoder.vit.{k}" for k in sd]
+    return LoadReport(source, "clinical branch (ViT as G and L)", loaded, new, dropped)
+
+
+def _load_swin_window_encoder(branch: nn.Module, source: str) -> LoadReport:
+    """Swin weights (timm's ImageNet Swin-T or Swin-B, or a file of them) into a Swin window encoder or
+    single-level encoder, strictly, through timm's own filter (relative-position tables resized when the
+    windows differ)."""
+    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
+
+    swin = branch.window_encoder.swin
+    raw = read_state_dict(source, branch.cfg.backbone)
+    try:
+        sd = swin_filter(raw, swin)
+    except Exception as e:
+        raise WeightLoadError(f"{source}: not Swin weights of the expected layout ({e})") from e
+    dropped = sorted(k for k in sd if k.startswith("head"))
+    sd = {k: v for k, v in sd.items() if not k.startswith("head")}
+    _check_fit(sd, swin, source, f"a Swin encoder ({branch.cfg.backbone})")
+    swin.load_state_dict(sd, strict=True)
+    prefix = "hrwe.encoder.swin." if branch.hrwe is not None else "single_level.swin."
+    new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
+    return LoadReport(source, "dermoscopy window encoder (Swin)", [prefix + k for k in sd], new, dropped)
+
+
+_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
+
+
+def load_region_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ``vit_small_patch16_224``, the paper's ImageNet start, or a file of a ViT of the
+    same width) into the region encoder R_phi2: its blocks take the source's first blocks and its norm the
+    source's final norm, key by key and shape by shape. New: R_phi2's class token and its position embedding
+    over the window grid (the source's are over a patch grid). Dropped: the rest of the source."""
+    region = branch.region_encoder
+    raw = read_state_dict(source, "vit_small_patch16_224")
+    depth = len(region.blocks)
+    src_depth = len({m.group(1) for k in raw if (m := _BLOCK_KEY.match(k))})
+    if src_depth < depth:
+        raise WeightLoadError(
+            f"{source}: {src_depth} blocks, but the region encoder has {depth} "
+            "(dermoscopy.region_depth); give a ViT with at least as many blocks"
+        )
+    wanted = {
+        k: v
+        for k, v in raw.items()
+        if ((m := _BLOCK_KEY.match(k)) and int(m.group(1)) < depth) or k.startswith("norm.")
+    }
+    expected = {k: v for k, v in region.state_dict().items() if k.startswith(("blocks.", "norm."))}
+    missing = sorted(set(expected) - set(wanted))
+    wrong = [
+        f"{k}: {tuple(wanted[k].shape)} vs expected {tuple(expected[k].shape)}"
+        for k in sorted(set(wanted) & set(expected))
+        if wanted[k].shape != expected[k].shape
+    ]
+    unexpected = sorted(set(wanted) - set(expected))
+    if missing or wrong or unexpected:
+        raise WeightLoadError(
+            f"{source}: does not fit the region encoder (width {region.cls_token.shape[-1]}, depth {depth}): "
+            f"missing {missing[:4]}, wrong shapes {wrong[:4]}, unexpected {unexpected[:4]}"
+        )
+    result = region.load_state_dict(wanted, strict=False)
+    if result.unexpected_keys or sorted(result.missing_keys) != ["cls_token", "pos_embed"]:
+        raise WeightLoadError(f"{source}: region encoder left without weights: {result.missing_keys[:5]}")
+    return LoadReport(
+        source,
+        "dermoscopy region encoder R_phi2",
+        sorted(f"region_encoder.{k}" for k in wanted),
+        ["region_encoder.cls_token", "region_encoder.pos_embed"],
+        sorted(k for k in raw if k not in wanted),
+    )

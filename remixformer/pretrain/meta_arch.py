@@ -36,6 +36,11 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
         from remixformer.models.cls_swin import CLSSwinEncoder
 
         c = clinical_config(cfg)
+        if c.backbone != "cls_swin":
+            raise ValueError(
+                f"backbone: DINO pretraining of the clinical encoder builds CLS-Swin; clinical.backbone "
+                f"{c.backbone!r} is not supported here"
+            )
         return CLSSwinEncoder(
             patch_size=c.patch_size,
             embed_dim=c.embed_dim,
@@ -46,8 +51,14 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
             mlp_ratio=c.mlp_ratio,
             drop_path_rate=c.drop_path_rate if drop_path_rate is None else drop_path_rate,
             conv_stem=c.conv_stem,
+            window_rule=c.window_rule,
         )
     d = dermoscopy_config(cfg)
+    if d.backbone != "vit":
+        raise ValueError(
+            f"backbone: DINO pretraining builds the ViT window encoder; dermoscopy.backbone {d.backbone!r} "
+            "is not supported here"
+        )
     return VisionTransformer(
         img_size=d.window_size,
         patch_size=d.patch_size,

@@ -25,6 +25,7 @@ class ModelSection:
     fusion: dict[str, Any] = field(default_factory=dict)
     clinical_weights: str | None = None  # e.g. timm:swin_tiny_patch4_window7_224, or a file
     window_encoder_weights: str | None = None  # e.g. timm:vit_small_patch16_224.dino, or our pretrain export
+    region_encoder_weights: str | None = None  # R_phi2's blocks, e.g. timm:vit_small_patch16_224 (ImageNet)
 
 
 @dataclass

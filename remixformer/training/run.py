@@ -58,6 +58,7 @@ def build_model_for(cfg: RunConfig, table: Any):
         metadata_schema=table.schema.to_dict(),
         clinical_weights=m.clinical_weights,
         window_encoder_weights=m.window_encoder_weights,
+        region_encoder_weights=m.region_encoder_weights,
         clinical=m.clinical,
         dermoscopy=m.dermoscopy,
         metadata=m.metadata,

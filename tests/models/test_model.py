@@ -158,7 +158,7 @@ def test_ablation_switches_change_the_built_modules(tiny):
     assert k2.branches["C"].lesion_selection.num_crops == 2
     assert k2.branches["C"].lesion_selection.num_samples == 3
     assert tiny("D", num_templates=6).branches["D"].hrwe.msta.templates.shape[0] == 6
-    assert tiny("D", window_size=16).branches["D"].region_encoder.grid == 4
+    assert tiny("D", dermoscopy_window_size=16).branches["D"].region_encoder.grid == 4
     assert tiny("D", dermoscopy_size=128).config.dermoscopy.image_size == 128
 
 
@@ -196,3 +196,51 @@ def test_convolutional_stem_option_builds_trains_and_keeps_shapes(tiny):
     out = model(make_batch(model))
     out["logits"]["diag"].sum().backward()
     assert all(p.grad is not None for p in model.branches["D"].window_encoder.vit.patch_embed.parameters())
+
+
+def test_override_aliases_have_one_meaning(tiny):
+    with pytest.raises(ValueError, match="ambiguous.*dermoscopy_window_size.*clinical_window_size"):
+        tiny("CD", window_size=16)
+    both = tiny("CD", dermoscopy_window_size=16, clinical_window_size=4)
+    assert both.config.dermoscopy.window_size == 16 and both.config.clinical.window_size == 4
+    from remixformer.models.registry import ALIASES
+
+    targets = list(ALIASES.values())
+    assert all("." in t for t in targets)  # every alias names one field of one section
+
+
+def test_more_crops_than_cells_is_an_error_not_a_silent_clamp():
+    # the tiny preset's global grid is 2x2 = 4 cells
+    with pytest.raises(ValueError, match="num_crops 5 is more than the 4 cells of G"):
+        create_model("remixformer_tiny", "C", tasks=TASKS, num_crops=5)
+    from remixformer.models.lesion_selection import LesionSelection
+
+    lsm = LesionSelection(num_crops=5, crop_size=8).eval()
+    with pytest.raises(ValueError, match="only 4 cells"):
+        lsm(torch.full((1, 4), 0.25), (2, 2), torch.randn(1, 3, 32, 32))
+
+
+def test_local_stage_has_the_drop_path_of_the_global_last_stage():
+    model = create_model("remixformer_paper", "C", tasks=2)
+    branch = model.branches["C"]
+
+    def rates(stage):
+        return [getattr(b.drop_path1, "drop_prob", 0.0) for b in stage.blocks]
+
+    assert rates(branch.local_stage) == rates(branch.global_encoder.layers[-1])
+    assert all(r > 0 for r in rates(branch.local_stage))
+
+
+def test_cross_attention_has_no_key_mask_and_cmf_rows_without_sources_stay_finite(tiny):
+    import inspect
+
+    from remixformer.layers.attention import CrossAttentionBlock
+
+    assert "context_mask" not in inspect.signature(CrossAttentionBlock.forward).parameters
+    model = tiny("CD").eval()
+    batch = make_batch(model, B=2)
+    batch["dermoscopy_present"] = torch.tensor([False, True])  # row 0: C reads no source
+    with torch.no_grad():
+        out = model(batch, explain=True)
+    assert torch.isfinite(out["logits"]["diag"]).all()
+    assert torch.isnan(out["explain"]["cmf_C_from_D"][0]).all()

@@ -112,3 +112,42 @@ def test_hub_loading_names_the_fix_when_offline(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightLoadError, match="pass the file path instead"):
         create_model("remixformer_tiny", "C", tasks=4, clinical_weights="timm:swin_tiny_patch4_window7_224")
+
+
+def test_region_encoder_takes_vit_s_blocks_when_asked_and_reports_what_it_loaded(dino_file):
+    path, sd = dino_file
+    model = create_model("remixformer_paper", "D", tasks=4, msta=False, region_encoder_weights=str(path))
+    region = model.branches["D"].region_encoder
+    for i in (0, 11):
+        torch.testing.assert_close(region.blocks[i].attn.qkv.weight, sd[f"blocks.{i}.attn.qkv.weight"])
+        torch.testing.assert_close(region.blocks[i].mlp.fc2.bias, sd[f"blocks.{i}.mlp.fc2.bias"])
+    torch.testing.assert_close(region.norm.weight, sd["norm.weight"])
+    report = model.load_reports["region_encoder"]
+    assert report.new == ["region_encoder.cls_token", "region_encoder.pos_embed"]
+    assert len(report.loaded) == len(sd) - 4  # all but patch_embed.proj.{weight,bias}, cls_token, pos_embed
+    assert {"cls_token", "pos_embed", "patch_embed.proj.weight"} <= set(report.dropped)
+    # the switch off (the default): random blocks, no report
+    plain = create_model("remixformer_paper", "D", tasks=4, msta=False)
+    assert "region_encoder" not in plain.load_reports
+    assert not torch.equal(
+        plain.branches["D"].region_encoder.blocks[0].attn.qkv.weight, region.blocks[0].attn.qkv.weight
+    )
+
+
+def test_region_encoder_weights_that_do_not_fit_name_the_problem(tmp_path, dino_file, swin_file):
+    with pytest.raises(WeightLoadError, match="0 blocks, but the region encoder has 12"):
+        create_model("remixformer_paper", "D", tasks=4, region_encoder_weights=str(swin_file[0]))
+    _, sd = dino_file
+    short = tmp_path / "six_blocks.pth"
+    torch.save(
+        {k: v for k, v in sd.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < 6}, short
+    )
+    with pytest.raises(WeightLoadError, match="6 blocks"):
+        create_model("remixformer_paper", "D", tasks=4, region_encoder_weights=str(short))
+    with pytest.raises(WeightLoadError, match="wrong shapes"):
+        create_model("remixformer_tiny", "D", tasks=4, region_encoder_weights=str(dino_file[0]))
+    # single level: no region encoder, the weights are not used
+    model = create_model(
+        "remixformer_tiny", "D", tasks=4, hrwe=False, region_encoder_weights=str(dino_file[0])
+    )
+    assert "region_encoder" not in model.load_reports

@@ -78,3 +78,137 @@ def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
         assert demo.train.batch_size == shipped.train.batch_size
         assert demo.model.preset == shipped.model.preset
         assert demo.data.augment == shipped.data.augment
+
+
+def _pretrain_exports() -> dict[str, tuple[str, str]]:
+    """Export path -> (backbone preset, encoder) for every pretraining config: where `remixformer pretrain`
+    writes its teacher backbone (<output_dir>/<name>/teacher_backbone.safetensors)."""
+    from remixformer.pretrain.config import PretrainConfig
+    from remixformer.pretrain.export import EXPORT_NAME
+
+    out = {}
+    for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
+        cfg = resolve(PretrainConfig, [p])
+        path = (Path(cfg.output_dir) / cfg.name / EXPORT_NAME).as_posix()
+        out[path] = (cfg.backbone.preset, cfg.backbone.encoder)
+    return out
+
+
+def _check_weight_source(source, where, preset, encoder, exports):
+    from timm.models import get_pretrained_cfg
+
+    if source is None:
+        return
+    if source.startswith("timm:"):
+        name = source.split(":", 1)[1]
+        assert get_pretrained_cfg(name) is not None, f"{where}: {source!r} is no pretrained timm model"
+        return
+    assert source in exports, f"{where}: {source!r} is neither a timm name nor a path the project writes"
+    assert exports[source] == (preset, encoder), (
+        f"{where}: {source!r} is written by a pretraining of {exports[source]}, not of {(preset, encoder)}"
+    )
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_weight_path_is_a_timm_name_or_a_path_the_project_writes(path):
+    exports = _pretrain_exports()
+    m = resolve(RunConfig, [path]).model
+    _check_weight_source(
+        m.clinical_weights, f"{path.name} clinical_weights", m.preset, "clinical_encoder", exports
+    )
+    _check_weight_source(
+        m.window_encoder_weights, f"{path.name} window_encoder_weights", m.preset, "window_encoder", exports
+    )
+    _check_weight_source(
+        m.region_encoder_weights, f"{path.name} region_encoder_weights", m.preset, "window_encoder", exports
+    )
+
+
+def test_pretraining_starts_from_a_timm_name_or_a_path_the_project_writes():
+    from remixformer.pretrain.config import PretrainConfig
+
+    exports = _pretrain_exports()
+    for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
+        b = resolve(PretrainConfig, [p]).backbone
+        _check_weight_source(b.init_weights, f"{p.name} init_weights", b.preset, b.encoder, exports)
+
+
+def test_ssl_rows_use_our_pretraining_and_imagenet_dino_rows_say_so():
+    for path in RUN_CONFIGS:
+        weights = resolve(RunConfig, [path]).model.window_encoder_weights or ""
+        if path.stem.endswith("_ssl") or "_ssl_" in path.stem:
+            assert weights == "runs/pretrain/dino_paper/teacher_backbone.safetensors", path.name
+        if path.parent.name == "ablations" and weights.endswith(".dino"):
+            assert "imagenet_dino" in path.stem or not path.stem.startswith("dermoscopy"), path.name
+
+
+# Every row of the paper's ablation tables on X-SkinTumor-12 and the config that runs it (None would mark
+# a row that cannot be built; there is none left).
+TABLE_ROWS = {
+    ("X", "ViT-S/16"): "ablations/clinical_vit_s.yaml",
+    ("X", "ViT-S/16 + LSM"): "ablations/clinical_vit_s_lsm.yaml",
+    ("X", "ViT-S/16 + LSM + CSF"): "ablations/clinical_vit_s_lsm_csf.yaml",
+    ("X", "ViT-B/16"): "ablations/clinical_vit_b.yaml",
+    ("X", "ViT-B/16 + LSM"): "ablations/clinical_vit_b_lsm.yaml",
+    ("X", "ViT-B/16 + LSM + CSF"): "ablations/clinical_vit_b_lsm_csf.yaml",
+    ("X", "Swin-T"): "ablations/clinical_swin_t.yaml",
+    ("X", "Swin-T + LSM"): "ablations/clinical_swin_t_lsm.yaml",
+    ("X", "Swin-T + LSM + CSF"): "ablations/clinical_swin_t_lsm_csf.yaml",
+    ("XII", "Swin-T"): "ablations/dermoscopy_swin_t.yaml",
+    ("XII", "Swin-B"): "ablations/dermoscopy_swin_b.yaml",
+    ("XII", "Swin-T + HRWE"): "ablations/dermoscopy_swin_t_hrwe.yaml",
+    ("XII", "ViT-S/16"): "ablations/dermoscopy_vit_s_384.yaml",
+    ("XII", "ViT-B/16"): "ablations/dermoscopy_vit_b_384.yaml",
+    ("XII", "ViT-S/16 + HRWE"): "ablations/dermoscopy_hrwe_ssl.yaml",
+    ("XIII", "ViT-S/16 384^2 IN"): "ablations/dermoscopy_vit_s_384.yaml",
+    ("XIII", "ViT-S/16 512^2 IN"): "ablations/dermoscopy_vit_s_512_in.yaml",
+    ("XIII", "ViT-S/16 512^2 SSL"): "ablations/dermoscopy_vit_s_512_ssl.yaml",
+    ("XIII", "ViT-S/16 2048^2 IN + HRWE"): "ablations/dermoscopy_hrwe_in.yaml",
+    ("XIII", "ViT-S/16 2048^2 SSL + HRWE"): "ablations/dermoscopy_hrwe_ssl.yaml",
+    ("XIII", "ViT-S/16 2048^2 SSL + HRWE + MSTA"): "ablations/dermoscopy_hrwe_ssl_msta.yaml",
+    **{("XIV", f"Ours-{m}"): f"xskintumor12/{m.lower()}.yaml" for m in ("C", "D", "CM", "CD", "DM", "CDM")},
+}
+
+
+def test_every_row_of_tables_x_to_xiv_has_a_config_with_the_rows_model():
+    from remixformer.models.paper_sizes import ROWS, row_overrides
+
+    assert {(r.table, r.row) for r in ROWS} == set(TABLE_ROWS)
+    for row in ROWS:
+        config = TABLE_ROWS[(row.table, row.row)]
+        assert (config is not None) == (row.overrides is not None), row.row
+        if config is None:
+            continue
+        m = resolve(RunConfig, [CONFIGS / config]).model
+        assert m.modalities == row.modalities, config
+        # the config builds the model whose size `remixformer models --paper` reports for the row
+        ours = resolve_config(
+            m.preset, modalities=m.modalities, metadata_dim=47, clinical=m.clinical, dermoscopy=m.dermoscopy
+        )
+        expected = resolve_config(
+            "remixformer_paper", modalities=row.modalities, metadata_dim=47, **row_overrides(row)
+        )
+        for section in ("clinical", "dermoscopy"):
+            if section[0].upper() in row.modalities:
+                assert getattr(ours, section) == getattr(expected, section), (config, section)
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_config_builds_on_the_meta_device(path):
+    import torch
+
+    from remixformer.models.registry import build_model
+
+    m = resolve(RunConfig, [path]).model
+    cfg = resolve_config(
+        m.preset,
+        modalities=m.modalities,
+        metadata_dim=10,
+        clinical=m.clinical,
+        dermoscopy=m.dermoscopy,
+        metadata=m.metadata,
+        fusion=m.fusion,
+    )
+    with torch.device("meta"):
+        model = build_model(cfg, load_pretrained=False)
+    assert sorted(model.branches) == sorted(cfg.modalities)
