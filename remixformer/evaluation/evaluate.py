@@ -197,7 +197,7 @@ def checkpoint_cases(
     if not data:
         raise ValueError(f"{where}: the checkpoint names no data set; pass --dataset/--root or --manifest")
     data_cfg = from_dict(DataConfig, data)
-    table = load_dataset(data_cfg)
+    table = load_dataset(data_cfg, modalities=getattr(model, "modalities", "CDM"))
     if split == "all" or (manifest and not table.has_official_split):
         return table, list(range(len(table))), "all", data_cfg
     return table, splits_from_config(table, data_cfg)[split], split, data_cfg

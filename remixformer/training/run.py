@@ -95,7 +95,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    table = load_dataset(cfg.data)
+    table = load_dataset(cfg.data, modalities=cfg.model.modalities)
     if resume and (run_dir / "splits.csv").exists():
         splits = read_splits(table, run_dir / "splits.csv")
     else:
