@@ -17,7 +17,7 @@ Loader = Callable[[DataConfig], CaseTable]
 
 
 def _loaders() -> dict[str, Loader]:
-    from remixformer.data.datasets import derm7pt, isic, manifest, pad_ufes, synthetic
+    from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 
     return {
         "synthetic": synthetic.load,
@@ -26,6 +26,8 @@ def _loaders() -> dict[str, Loader]:
         "isic2017": isic.load_isic2017,
         "isic2018": isic.load_isic2018,
         "isic2019": isic.load_isic2019,
+        "milk10k": milk10k.load,
+        "milk10k_benchmark": milk10k.load_benchmark,
         "manifest": manifest.load,
     }
 
