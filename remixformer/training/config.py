@@ -86,6 +86,9 @@ class TrainConfig:
 class EvalConfig:
     split: Literal["test", "val", "train"] = "test"  # evaluated with the best checkpoint after training
     tta_flip: bool = False  # average with horizontally flipped images
+    # fit per-class thresholds for the macro F1 at 0.5 (MILK10k's metric) on the validation predictions of
+    # the best model, write thresholds.json, and report the evaluated split before and after them
+    thresholds: bool = False
 
 
 @dataclass

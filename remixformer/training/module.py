@@ -201,7 +201,7 @@ class RemixFormerModule(L.LightningModule):
         for t in self.tasks:
             m = metrics[t.name]
             names = (
-                ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
+                ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "threshold_f1_macro")
                 if t.kind != MULTI
                 else ("auc_mean",)
             )
