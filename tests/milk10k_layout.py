@@ -2,7 +2,7 @@
 
 :func:`write_milk10k` writes the four official tables and, optionally, tiny JPEG images:
 
-- training: 33 lesions, 3 per class of the 11 (``IL_T00`` ... ``IL_T32``, class ``i // 3``), two image
+- training: 44 lesions, 4 per class of the 11 (``IL_T00`` ... ``IL_T43``, class ``i // 4``), two image
   rows each (``clinical: close-up`` first for even lesions, ``dermoscopic`` first for odd ones);
   ``IL_T04`` has a blank age and site; ``IL_T05``'s clinical image is ``altered``;
 - the Supplement: one row per training image; ``diagnosis_confirm_type`` is ``histopathology`` except
@@ -44,7 +44,7 @@ META_COLUMNS = [
     *MONET,
 ]
 SITES = ("head_neck_face", "trunk", "upper_extremity", "lower_extremity", "hand", "foot", "genital")
-N_PER_CLASS = 3
+N_PER_CLASS = 4
 TRAIN_IDS = [f"IL_T{i:02d}" for i in range(N_PER_CLASS * len(CLASSES))]
 BENCHMARK_IDS = [f"IL_B{i}" for i in range(4)]
 

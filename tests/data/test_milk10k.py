@@ -27,9 +27,9 @@ def milk_root(tmp_path):
 def test_one_case_per_lesion_with_its_clinical_and_dermoscopy_image(tmp_path):
     root = write_milk10k(tmp_path / "m", images=True)
     t = load_dataset(_cfg(root))
-    assert len(t) == 33 and t.modalities == "CDM" and t.tasks[0].classes == CLASSES
+    assert len(t) == 44 and t.modalities == "CDM" and t.tasks[0].classes == CLASSES
     assert t.case_ids == TRAIN_IDS and list(t.group_ids) == TRAIN_IDS
-    assert t.class_counts() == {**{c: 3 for c in CLASSES}, "unknown": 0}
+    assert t.class_counts() == {**{c: 4 for c in CLASSES}, "unknown": 0}
     assert not t.has_official_split
     for c in t.cases:  # odd lesions list their dermoscopic row first: the type decides, not the order
         ids = isic_ids(c.case_id)
@@ -40,7 +40,7 @@ def test_one_case_per_lesion_with_its_clinical_and_dermoscopy_image(tmp_path):
             str(root / "MILK10k_Training_Input" / c.case_id / f"{ids['dermoscopic']}.jpg")
         ]
         assert c.targets["diag"] == label_of(c.case_id)
-    assert "66 of 66 images referenced by MILK10k_Training_Metadata.csv were found" in t.notes[0]
+    assert "88 of 88 images referenced by MILK10k_Training_Metadata.csv were found" in t.notes[0]
 
 
 def test_images_also_one_folder_deeper_as_the_archive_unpacks(tmp_path):
@@ -92,7 +92,7 @@ def test_supplement_fields_are_answers_never_inputs(milk_root):
     assert not set(t.answer_fields) & set(t.schema.field_names)
     assert "11 values, 11 of them within a single class" in t.answer_fields["diagnosis_full"]
     assert "Cramér's V 1.00" in t.answer_fields["diagnosis_confirm_type"]  # NV alone is not histopathology
-    assert "lesions by class: MEL 3" in t.answer_fields["invasion_thickness_interval"]
+    assert "lesions by class: MEL 4" in t.answer_fields["invasion_thickness_interval"]
     assert t.summary()["answer_fields"] == t.answer_fields
     report = check_dataset(_cfg(milk_root), verify_images=False)
     answers = [s for s in report.leakage if "are answers" in s]
@@ -105,19 +105,20 @@ def test_supplement_fields_are_answers_never_inputs(milk_root):
 
 def test_folds_and_splits_are_grouped_by_lesion_and_stratified(milk_root):
     t = load_cases(_cfg(milk_root))
-    folds = fold_assignment(t, n_folds=3, seed=0)
+    folds = fold_assignment(t, n_folds=4, seed=0)
     labels = t.labels()
-    for k in range(3):  # 3 lesions per class, 3 folds: one of each class in every fold
+    for k in range(4):  # 4 lesions per class, 4 folds: one of each class in every fold
         assert sorted(labels[folds == k].tolist()) == list(range(11))
-    s = split_indices(t, protocol="kfold", n_folds=3, fold=2, val_fraction=0.34, seed=0)
-    assert sorted(s["train"] + s["val"] + s["test"]) == list(range(33))
-    assert s["test"] == np.flatnonzero(folds == 2).tolist() and s["val"]
+    s = split_indices(t, protocol="kfold", n_folds=4, fold=2, val_fraction=0.34, seed=0)
+    assert sorted(s["train"] + s["val"] + s["test"]) == list(range(44))
+    assert s["test"] == np.flatnonzero(folds == 2).tolist()
+    assert sorted(labels[s["val"]].tolist()) == list(range(11))  # the carve-out is stratified too
     check_disjoint_groups(t, s)
     # both images of a lesion live in its one case: no image is on two sides
     side = {
         p: name for name, idx in s.items() for i in idx for p in t.cases[i].clinical + t.cases[i].dermoscopy
     }
-    assert len(side) == 66
+    assert len(side) == 88
 
 
 def test_benchmark_has_inputs_and_no_labels(milk_root):
@@ -131,25 +132,25 @@ def test_benchmark_has_inputs_and_no_labels(milk_root):
 
 def test_a_metadata_only_model_needs_no_image_and_image_models_name_what_is_missing(milk_root):
     t = load_dataset(_cfg(milk_root), modalities="M")
-    assert len(t) == 33 and any("a metadata-only model (M) needs none" in n for n in t.notes)
+    assert len(t) == 44 and any("a metadata-only model (M) needs none" in n for n in t.notes)
     assert "clinical and dermoscopy image files not checked: the model (M) does not read them" in t.notes
     with pytest.raises(BadImageError) as e:
         load_dataset(_cfg(milk_root), modalities="CDM")
     msg = str(e.value)
-    assert "66 image file(s) of 33 case(s) are missing" in msg
+    assert "88 image file(s) of 44 case(s) are missing" in msg
     first = isic_ids("IL_T00")["clinical: close-up"]
     assert "case 'IL_T00' (MILK10k_Training_Metadata.csv lines 2 and 3): " in msg and first in msg
 
 
 def test_data_check_prints_counts_answers_and_missing_images(milk_root, capsys):
-    code = main(["-q", "data", "check", "--dataset", "milk10k", "--root", str(milk_root), "--n-folds", "3"])
+    code = main(["-q", "data", "check", "--dataset", "milk10k", "--root", str(milk_root), "--n-folds", "4"])
     out = capsys.readouterr().out
     assert code == 1  # the images are not there
-    assert "data set milk10k: 33 cases, modalities CDM" in out and "metadata: 126 one-hot slots" in out
-    assert "3-fold, stratified by diagnosis, grouped (33 groups of 33 cases)" in out
+    assert "data set milk10k: 44 cases, modalities CDM" in out and "metadata: 126 one-hot slots" in out
+    assert "4-fold, stratified by diagnosis, grouped (44 groups of 44 cases)" in out
     assert "age_approx: 1 blank" in out and "site: 1 blank" in out
     assert "are answers, excluded from the inputs and never includable" in out
-    assert "66 image file(s) of 33 case(s) missing" in out and "modalities M, needs none of them" in out
+    assert "88 image file(s) of 44 case(s) missing" in out and "modalities M, needs none of them" in out
 
 
 def _rewrite(path, edit):
@@ -181,7 +182,7 @@ def _rewrite(path, edit):
         (
             "MILK10k_Training_GroundTruth.csv",
             lambda rows: rows.append(["IL_X99", *(["1.0"] + ["0.0"] * 10)]),
-            r"GroundTruth.csv line 35, column 'lesion_id': lesion 'IL_X99' has no image in "
+            r"GroundTruth.csv line 46, column 'lesion_id': lesion 'IL_X99' has no image in "
             r"MILK10k_Training_Metadata.csv",
         ),
         (
