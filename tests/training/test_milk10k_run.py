@@ -134,3 +134,17 @@ def test_a_resumed_run_with_a_weight_average_ends_where_an_uninterrupted_one_doe
     b = load_file(str(tmp_path / "b" / whole.name / "checkpoints" / "last.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_the_predictor_serves_the_metadata_model_with_interpolated_scores(milk_run):
+    from remixformer.serving import Predictor
+
+    _, run, _ = milk_run
+    predictor = Predictor.from_checkpoint(run / "checkpoints" / "best.safetensors")
+    fields = {f["name"]: f for f in predictor.metadata_fields()}
+    assert fields["clinical_MONET_hair"]["encoding"] == "linear" and "encoding" not in fields["age_approx"]
+    meta = {"age_approx": 65, "sex": "male", "site": "trunk", "dermoscopic_MONET_pigmented": 0.42}
+    out = predictor.predict(metadata=meta)
+    assert out.top_k[0][0] in CLASSES
+    with pytest.raises(ValueError, match="interpolated between"):
+        predictor.predict(metadata={"clinical_MONET_hair": 1.5})
