@@ -7,7 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-DATASETS = ("synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest")
+DATASETS = (
+    "synthetic",
+    "derm7pt",
+    "pad_ufes20",
+    "isic2017",
+    "isic2018",
+    "isic2019",
+    "milk10k",
+    "milk10k_benchmark",
+    "manifest",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FIELD",
         help="leaky metadata fields to include as inputs (reported as such)",
     )
+    check.add_argument(
+        "--no-monet", action="store_true", help="MILK10k: leave the MONET concept scores out of the metadata"
+    )
     check.add_argument("--quick", action="store_true", help="only check that image files exist (no decoding)")
     check.add_argument("--max-image-pixels", type=int, default=None, help="decompression-bomb limit")
     check.add_argument("--max-list", type=int, default=20, help="how many bad files to list")
@@ -63,6 +76,8 @@ def _config(args: argparse.Namespace):
         "seed": args.seed,
         "include_leaky_fields": list(args.include_leaky),
     }
+    if args.no_monet:
+        d["monet"] = False
     if args.root:
         d["root"] = args.root
     elif args.manifest:

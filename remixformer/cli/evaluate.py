@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
     p.add_argument(
+        "--thresholds",
+        help="a decision rule (a run's thresholds.json) whose effect on the macro F1 at 0.5 the report shows",
+    )
+    p.add_argument(
         "--skip-bad-cases", action="store_true", help="leave out cases whose images are unreadable"
     )
     p.set_defaults(func=run)
@@ -37,9 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from remixformer.evaluation.evaluate import checkpoint_cases, data_notes, evaluate_cases
+    from remixformer.evaluation.thresholds import DecisionRule
     from remixformer.models.checkpoint import load_model
 
     model = load_model(args.checkpoint)
+    rule = DecisionRule.load(args.thresholds) if args.thresholds else None
     table, indices, split, data_cfg = checkpoint_cases(
         model,
         split=args.split,
@@ -68,10 +74,20 @@ def run(args: argparse.Namespace) -> int:
         withhold=args.withhold,
         tta_flip=args.tta,
         max_image_pixels=data_cfg.max_image_pixels,
+        decision_rule=rule,
     )
     s = metrics["summary"]
     print(f"report: {out / 'report.md'}")
-    for k in ("accuracy", "balanced_accuracy", "auc_macro", "ap_macro", "f1_macro", "ece"):
+    for k in (
+        "accuracy",
+        "balanced_accuracy",
+        "auc_macro",
+        "threshold_f1_macro",
+        "threshold_f1_macro_fitted",
+        "ap_macro",
+        "f1_macro",
+        "ece",
+    ):
         if s.get(k) is not None:
-            print(f"  {k:18s} {s[k]:.4f}")
+            print(f"  {k:26s} {s[k]:.4f}")
     return 0

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "explain",
     "analyze",
     "predict",
+    "milk10k",
     "serve",
     "readers",
     "bench",

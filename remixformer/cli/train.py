@@ -32,7 +32,14 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, args.run_dir, resume=args.resume)
     if is_rank_zero() and "eval" in summary:
         ev = summary["eval"]
-        keys = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
+        keys = (
+            "accuracy",
+            "balanced_accuracy",
+            "auc_macro",
+            "f1_macro",
+            "threshold_f1_macro",
+            "threshold_f1_macro_fitted",
+        )
         print(f"run directory: {summary['run_dir']}")
         # summary.json counts epochs from 0 like metrics.csv; the progress lines count from 1
         print(

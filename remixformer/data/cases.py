@@ -70,6 +70,9 @@ class CaseTable:
         default_factory=list
     )  # leaky fields the set has (excluded or not)
     notes: list[str] = field(default_factory=list)  # facts a user should see (e.g. copies treated as absent)
+    # fields of the data set's files that are the answer or reveal it (MILK10k's Supplement): never
+    # inputs, not even by name; name -> what it is (with its measured association to the label)
+    answer_fields: dict[str, str] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (case id, reason) of cases left out
     split_name: str = ""  # which official split protocol the ``split`` column holds
 
@@ -190,6 +193,7 @@ class CaseTable:
             "metadata_dim": self.schema.dim,
             "leaky_fields_included": list(self.leaky_fields_included),
             "leaky_fields_available": list(self.leaky_fields_available),
+            "answer_fields": dict(self.answer_fields),
             "notes": list(self.notes),
             "skipped_cases": [{"case_id": c, "reason": r} for c, r in self.skipped],
             "class_counts": {t.name: self.class_counts(t.name) for t in self.tasks},

@@ -159,7 +159,10 @@ class CheckReport:
             lines += [f"  {b}" for b in self.bad_files[:max_list]]
             if len(self.bad_files) > max_list:
                 lines.append(f"  ... and {len(self.bad_files) - max_list} more (--max-list to show more)")
-            lines.append("  (with skip_bad_cases=true, training and evaluation leave these cases out)")
+            lines.append(
+                "  (with skip_bad_cases=true, training and evaluation leave these cases out; a model that "
+                "reads no image, modalities M, needs none of them)"
+            )
         else:
             lines.append(f"\nimage files: all present{' and readable' if self.verified else ''}")
         if self.errors:
@@ -199,6 +202,11 @@ def leakage_findings(table: CaseTable) -> list[str]:
         out.append(
             f"field(s) {excluded} leak the label and are excluded from the inputs "
             "(include by name with include_leaky_fields / --include-leaky)"
+        )
+    if table.answer_fields:
+        out.append(
+            f"field(s) {list(table.answer_fields)} are answers, excluded from the inputs and never "
+            "includable: " + "; ".join(f"{k}: {v}" for k, v in table.answer_fields.items())
         )
     labels = table.labels()
     known = labels >= 0
@@ -338,11 +346,12 @@ def _emptied_split_notes(
                     f"(data.val_fraction={val_fraction:g}, stratified, grouped as the folds are)"
                 )
             elif split == "test":
-                what = "there is nothing to test on"
+                what = "a model that reads images has nothing to test on"
             else:
-                what = "there is nothing to train on"
-            out.append(
-                f"the official {split} split has {len(idx)} labelled case(s) but none of their images is "
-                f"present: {what}"
-            )
+                what = "a model that reads images has nothing to train on"
+            labelled = int((table.labels()[idx] >= 0).sum())
+            cases = f"{len(idx)} labelled case(s)" if labelled == len(idx) else f"{len(idx)} case(s)"
+            if labelled < len(idx):
+                cases += f" ({labelled} labelled)"
+            out.append(f"the official {split} split has {cases} but none of their images is present: {what}")
     return out

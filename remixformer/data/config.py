@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-DATASET_NAMES = ("synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest")
+DATASET_NAMES = (
+    "synthetic",
+    "derm7pt",
+    "pad_ufes20",
+    "isic2017",
+    "isic2018",
+    "isic2019",
+    "milk10k",
+    "milk10k_benchmark",
+    "manifest",
+)
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decompression-bomb guard: 10,000 x 10,000
 # Resizing to the model's square input costs about 3 x (longer side) x (model size) bytes, so a
 # 1-pixel-wide image of many rows is a memory bomb within the pixel limit; no photo of a lesion is
@@ -19,9 +29,17 @@ MAX_ASPECT_RATIO = 20
 
 @dataclass
 class DataConfig:
-    dataset: Literal["synthetic", "derm7pt", "pad_ufes20", "isic2017", "isic2018", "isic2019", "manifest"] = (
-        "synthetic"
-    )
+    dataset: Literal[
+        "synthetic",
+        "derm7pt",
+        "pad_ufes20",
+        "isic2017",
+        "isic2018",
+        "isic2019",
+        "milk10k",
+        "milk10k_benchmark",
+        "manifest",
+    ] = "synthetic"
     root: str = "data/synthetic"  # the folder as the data set unpacks (synthetic: generated here if empty)
     manifest: str | None = None  # manifest data set: the CSV (default <root>/manifest.csv)
     schema: str | None = None  # manifest data set: the schema JSON/YAML (default <root>/schema.json)
@@ -43,6 +61,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers
     cache_images: bool = False  # keep decoded images resized to the model size in memory (small CPU runs)
     attributes: bool = True  # ISIC 2017/2018: add the dermoscopic-attribute task when its labels are found
+    monet: bool = True  # MILK10k: the seven MONET concept scores of each image as metadata
     synthetic_cases: int = 600  # synthetic: cases to generate when root holds no data set yet
     synthetic_seed: int = 0
 

@@ -17,7 +17,7 @@ Loader = Callable[[DataConfig], CaseTable]
 
 
 def _loaders() -> dict[str, Loader]:
-    from remixformer.data.datasets import derm7pt, isic, manifest, pad_ufes, synthetic
+    from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 
     return {
         "synthetic": synthetic.load,
@@ -26,6 +26,8 @@ def _loaders() -> dict[str, Loader]:
         "isic2017": isic.load_isic2017,
         "isic2018": isic.load_isic2018,
         "isic2019": isic.load_isic2019,
+        "milk10k": milk10k.load,
+        "milk10k_benchmark": milk10k.load_benchmark,
         "manifest": manifest.load,
     }
 
@@ -86,14 +88,17 @@ def find_bad_files(
     max_pixels: int | None = None,
     indices=None,
     progress: Callable[[int, int], None] | None = None,
+    modalities: str = "CD",
 ) -> list[BadFile]:
-    """Missing image files (and, with ``verify``, unreadable or oversized ones) of the table's cases."""
+    """Missing image files (and, with ``verify``, unreadable or oversized ones) of the table's cases,
+    among the image modalities named in ``modalities`` (C, D)."""
     from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
 
     max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
     bad: list[BadFile] = []
     idx = range(len(table)) if indices is None else indices
-    jobs = [(table.cases[i], p) for i in idx for p in (*table.cases[i].clinical, *table.cases[i].dermoscopy)]
+    letters = [m for m in "CD" if m in modalities.upper()]
+    jobs = [(table.cases[i], p) for i in idx for m in letters for p in table.cases[i].images(m)]
     for n, (case, path) in enumerate(jobs):
         if progress is not None:
             progress(n, len(jobs))
@@ -107,9 +112,22 @@ def find_bad_files(
     return bad
 
 
-def apply_file_policy(table: CaseTable, cfg: DataConfig) -> CaseTable:
-    """Fail on bad image files, or (``skip_bad_cases``) drop their cases with a warning listing each."""
-    bad = find_bad_files(table, verify=cfg.verify_images, max_pixels=cfg.max_image_pixels)
+def apply_file_policy(table: CaseTable, cfg: DataConfig, modalities: str = "CDM") -> CaseTable:
+    """Fail on bad image files, or (``skip_bad_cases``) drop their cases with a warning listing each.
+
+    Only the images of ``modalities`` (the model's) are checked: a metadata-only model runs on a data
+    set whose images are absent, and its notes say that they were not checked.
+    """
+    unread = [m for m in "CD" if m in table.modalities and m not in modalities.upper()]
+    if unread:
+        table = replace(table, notes=list(table.notes), skipped=list(table.skipped))
+        names = " and ".join({"C": "clinical", "D": "dermoscopy"}[m] for m in unread)
+        table.notes.append(
+            f"{names} image files not checked: the model ({modalities.upper()}) does not read them"
+        )
+    bad = find_bad_files(
+        table, verify=cfg.verify_images, max_pixels=cfg.max_image_pixels, modalities=modalities
+    )
     if not bad:
         return table
     by_case: dict[str, str] = {}
@@ -151,13 +169,15 @@ def apply_file_policy(table: CaseTable, cfg: DataConfig) -> CaseTable:
     return out
 
 
-def load_dataset(cfg: DataConfig) -> CaseTable:
+def load_dataset(cfg: DataConfig, modalities: str = "CDM") -> CaseTable:
     """Load the data set ``cfg`` names, check its image files and apply the bad-case policy.
 
     Missing files (and, with ``verify_images``, unreadable ones) raise a :class:`BadImageError` listing
     them, unless ``skip_bad_cases`` is set: then their cases are dropped and a warning lists every one.
+    ``modalities``: the letters the model reads; images of the other modalities are not checked (a
+    metadata-only model, ``"M"``, needs no image file at all).
     """
     table = load_cases(cfg)
     for note in table.notes:
         log.info("%s: %s", table.name, note)
-    return apply_file_policy(table, cfg)
+    return apply_file_policy(table, cfg, modalities)

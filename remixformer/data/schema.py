@@ -13,6 +13,12 @@ values outside the schema fall into. Three kinds of field:
   binned rather than fed raw. A number is a plain decimal (``47``, ``-1.5``, ``4.7e1``): no ``nan``,
   ``inf``, ``1_000`` or hexadecimal. ``range: [lo, hi]`` (optional, inclusive) bounds the values a
   field can take (age: 0 to 120 years); a number outside it is a value outside the schema.
+  ``encoding: linear`` (optional) reads ``bins`` as knots ``k_0 < ... < k_m`` instead of bin edges: a
+  value between ``k_i`` and ``k_{i+1}`` is split over their two slots in proportion to its distance
+  from each (``v = k_i`` is ``k_i``'s slot alone; values beyond the end knots count as the end knots),
+  so a linear layer over the slots is any piecewise-linear function of the number, where one-hot bins
+  give a step function. It suits scores whose every hundredth matters (MILK10k's MONET concept
+  probabilities: docs/milk10k.md measures both encodings).
 
 A schema is plain data (:meth:`MetadataSchema.to_dict`), stored in model checkpoints; serving uses
 :meth:`MetadataSchema.validate` to reject unknown fields and values.
@@ -34,6 +40,9 @@ CATEGORICAL = "categorical"
 BOOLEAN = "boolean"
 NUMERIC = "numeric"
 KINDS = (CATEGORICAL, BOOLEAN, NUMERIC)
+BINNED = "bins"  # numeric encodings: one-hot bins (the paper's), or interpolation between knots
+LINEAR = "linear"
+ENCODINGS = (BINNED, LINEAR)
 UNKNOWN = "<unknown>"  # name of the unknown slot in feature names
 
 # a plain decimal number, as a person or a spreadsheet writes it (float() would also take "nan", "inf",
@@ -64,6 +73,10 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _default_labels(bins: Sequence[float], encoding: str) -> tuple[str, ...]:
+    return tuple(_fmt(k) for k in bins) if encoding == LINEAR else _bin_labels(bins)
+
+
 def _bin_labels(bins: Sequence[float]) -> tuple[str, ...]:
     labels = [f"<{_fmt(bins[0])}"]
     labels += [f"{_fmt(a)}-{_fmt(b)}" for a, b in zip(bins[:-1], bins[1:])]
@@ -78,8 +91,9 @@ class MetadataField:
     name: str
     kind: str = CATEGORICAL
     values: tuple[str, ...] = ()
-    bins: tuple[float, ...] = ()  # numeric only
+    bins: tuple[float, ...] = ()  # numeric only: bin edges, or knots with encoding "linear"
     value_range: tuple[float, float] | None = None  # numeric only: the smallest and largest valid value
+    encoding: str = BINNED  # numeric only: "bins" (one-hot) or "linear" (interpolated between knots)
     aliases: Mapping[str, str | None] = field(default_factory=dict)  # categorical only
     description: str = ""
 
@@ -109,6 +123,13 @@ class MetadataField:
                     f"got {[lo, hi]}"
                 )
             value_range = (lo, hi)
+        if self.encoding not in ENCODINGS:
+            raise ValueError(
+                f"metadata field {self.name!r}: encoding must be one of {list(ENCODINGS)}, "
+                f"got {self.encoding!r}"
+            )
+        if self.encoding != BINNED and self.kind != NUMERIC:
+            raise ValueError(f"metadata field {self.name!r}: only a numeric field may have an 'encoding'")
         if self.kind == BOOLEAN:
             if values and values != ("False", "True"):
                 raise ValueError(f"metadata field {self.name!r}: a boolean field has values [False, True]")
@@ -122,12 +143,17 @@ class MetadataField:
                 raise ValueError(
                     f"metadata field {self.name!r}: bins must be finite and ascending, got {list(bins)}"
                 )
-            if not values:
-                values = _bin_labels(bins)
-            elif len(values) != len(bins) + 1:
+            n_slots = len(bins) if self.encoding == LINEAR else len(bins) + 1
+            if self.encoding == LINEAR and len(bins) < 2:
                 raise ValueError(
-                    f"metadata field {self.name!r}: {len(bins)} bin edges make {len(bins) + 1} bins, "
-                    f"but {len(values)} labels were given"
+                    f"metadata field {self.name!r}: encoding 'linear' needs at least two knots in 'bins'"
+                )
+            if not values:
+                values = _default_labels(bins, self.encoding)
+            elif len(values) != n_slots:
+                what = "knots" if self.encoding == LINEAR else f"bin edges make {n_slots} bins"
+                raise ValueError(
+                    f"metadata field {self.name!r}: {len(bins)} {what}, but {len(values)} labels were given"
                 )
         elif not values:
             raise ValueError(f"metadata field {self.name!r}: a categorical field needs a list of 'values'")
@@ -214,7 +240,25 @@ class MetadataField:
             return None, "blank"
         if not self.in_range(x):
             return None, "unseen"
+        if self.encoding == LINEAR:  # the nearest knot (encode() splits the value over two knots)
+            return int(np.argmin(np.abs(np.asarray(self.bins) - x))), "ok"
         return int(np.searchsorted(np.asarray(self.bins), x, side="right")), "ok"
+
+    def interpolate(self, raw: Any) -> list[tuple[int, float]] | None:
+        """Encoding ``linear``: ``[(slot, weight), ...]`` of a number (weights sum to 1), ``None`` when
+        the value is blank, unseen or not a number (it then goes to the unknown slot)."""
+        idx, status = self.lookup(raw)
+        if idx is None or status != "ok":
+            return None
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            return [(idx, 1.0)]  # a knot label given directly
+        knots = self.bins
+        x = min(max(x, knots[0]), knots[-1])
+        i = min(int(np.searchsorted(np.asarray(knots), x, side="right")) - 1, len(knots) - 2)
+        t = (x - knots[i]) / (knots[i + 1] - knots[i])
+        return [(i, 1.0 - t), (i + 1, t)] if t > 0 else [(i, 1.0)]
 
     def in_range(self, x: float) -> bool:
         """A finite number inside ``value_range`` (when the field has one)."""
@@ -229,16 +273,20 @@ class MetadataField:
         where = ""
         if self.value_range is not None:
             where = f" from {_fmt(self.value_range[0])} to {_fmt(self.value_range[1])}"
+        if self.encoding == LINEAR:
+            return f"a number{where} (interpolated between {list(self.values)})"
         return f"a number{where} (binned {list(self.values)}) or a bin label"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == NUMERIC:
             d["bins"] = list(self.bins)
-            if self.values != _bin_labels(self.bins):
+            if self.values != _default_labels(self.bins, self.encoding):
                 d["labels"] = list(self.values)
             if self.value_range is not None:
                 d["range"] = list(self.value_range)
+            if self.encoding != BINNED:
+                d["encoding"] = self.encoding
         elif self.kind == CATEGORICAL:
             d["values"] = list(self.values)
         if self.aliases:
@@ -250,7 +298,18 @@ class MetadataField:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "") -> MetadataField:
         where = where or f"field {d.get('name')!r}"
-        known = {"name", "kind", "values", "bins", "labels", "range", "aliases", "description", "leaky"}
+        known = {
+            "name",
+            "kind",
+            "values",
+            "bins",
+            "labels",
+            "range",
+            "encoding",
+            "aliases",
+            "description",
+            "leaky",
+        }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
@@ -267,6 +326,7 @@ class MetadataField:
                 values=tuple(values),
                 bins=tuple(d.get("bins", ())),
                 value_range=d.get("range"),
+                encoding=str(d.get("encoding", BINNED)),
                 aliases=dict(d.get("aliases", {}) or {}),
                 description=str(d.get("description", "")),
             )
@@ -340,8 +400,14 @@ class MetadataSchema:
         """
         out = np.zeros(self._dim, dtype=np.float32)
         for f in self.fields:
-            idx, _ = f.lookup(values.get(f.name))
+            raw = values.get(f.name)
             sl = self._slices[f.name]
+            if f.encoding == LINEAR:
+                parts = f.interpolate(raw)
+                for idx, w in parts or [(f.width - 1, 1.0)]:
+                    out[sl.start + idx] += w
+                continue
+            idx, _ = f.lookup(raw)
             out[sl.start + (f.width - 1 if idx is None else idx)] = 1.0
         return out
 
@@ -437,6 +503,7 @@ def numeric(
     aliases: Mapping[str, str | None] | None = None,
     description: str = "",
     value_range: tuple[float, float] | None = None,
+    encoding: str = BINNED,
 ) -> MetadataField:
     return MetadataField(
         name,
@@ -444,6 +511,7 @@ def numeric(
         tuple(labels),
         bins=tuple(bins),
         value_range=value_range,
+        encoding=encoding,
         aliases=dict(aliases or {}),
         description=description,
     )

@@ -58,25 +58,21 @@ def align_to_model(table: Any, model: Any) -> Any:
     return replace(table, cases=cases, tasks=tuple(tasks), schema=schema)
 
 
-def evaluate_cases(
+def predict_cases(
     model: Any,
     table: Any,
     indices: list[int],
-    out_dir: str | Path,
     *,
-    title: str,
-    notes: list[str] | None = None,
     batch_size: int = 16,
     num_workers: int = 0,
     withhold: str = "",
     tta_flip: bool = False,
     progress: bool = True,
     max_image_pixels: int | None = None,
-) -> dict[str, Any]:
-    """Predict ``indices`` of ``table`` with ``model``, write the report into ``out_dir``; return the
-    full metrics dict (``["summary"]`` is the flat view)."""
+) -> tuple[Any, list[str]]:
+    """The model's predictions on ``indices`` of ``table`` (one row per case, samples averaged) and the
+    notes a report of them must carry (cases left out, a withheld modality)."""
     from remixformer.data.dataset import MultiModalDataset, collate
-    from remixformer.evaluation.report import evaluate_predictions, write_report
     from remixformer.evaluation.runner import predict
     from remixformer.training.sampling import EpochIndexed, EpochSampler
 
@@ -116,9 +112,7 @@ def evaluate_cases(
     preds, dropped = predict(
         model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress, desc=f"evaluate {table.name}"
     )
-    preds = preds.aggregate_by_case()
-    metrics = evaluate_predictions(preds, dataset_name=table.name)
-    notes = list(notes or [])
+    notes = []
     if unanswerable:
         notes.append(
             f"{len(unanswerable)} case(s) have none of the model's modalities ({cfg.modalities}) and "
@@ -131,7 +125,48 @@ def evaluate_cases(
             f"{len(dropped)} case(s) not evaluated: none of the model's modalities remained "
             f"(e.g. {', '.join(dropped[:5])})"
         )
-    write_report(out_dir, metrics, preds, title=title, notes=notes)
+    return preds.aggregate_by_case(), notes
+
+
+def evaluate_cases(
+    model: Any,
+    table: Any,
+    indices: list[int],
+    out_dir: str | Path,
+    *,
+    title: str,
+    notes: list[str] | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    withhold: str = "",
+    tta_flip: bool = False,
+    progress: bool = True,
+    max_image_pixels: int | None = None,
+    decision_rule: Any = None,
+    predictions: list | None = None,
+) -> dict[str, Any]:
+    """Predict ``indices`` of ``table`` with ``model``, write the report into ``out_dir``; return the
+    full metrics dict (``["summary"]`` is the flat view). ``decision_rule``: a
+    :class:`~remixformer.evaluation.thresholds.DecisionRule` whose effect on the macro F1 at 0.5 the
+    report shows. ``predictions``: a list that receives the :class:`Predictions` (for callers that
+    need them, e.g. to fit a decision rule)."""
+    from remixformer.evaluation.report import evaluate_predictions, write_report
+
+    preds, extra = predict_cases(
+        model,
+        table,
+        indices,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        withhold=withhold,
+        tta_flip=tta_flip,
+        progress=progress,
+        max_image_pixels=max_image_pixels,
+    )
+    metrics = evaluate_predictions(preds, dataset_name=table.name, decision_rule=decision_rule)
+    write_report(out_dir, metrics, preds, title=title, notes=[*(notes or []), *extra])
+    if predictions is not None:
+        predictions.append(preds)
     return metrics
 
 
@@ -197,7 +232,7 @@ def checkpoint_cases(
     if not data:
         raise ValueError(f"{where}: the checkpoint names no data set; pass --dataset/--root or --manifest")
     data_cfg = from_dict(DataConfig, data)
-    table = load_dataset(data_cfg)
+    table = load_dataset(data_cfg, modalities=getattr(model, "modalities", "CDM"))
     if split == "all" or (manifest and not table.has_official_split):
         return table, list(range(len(table))), "all", data_cfg
     return table, splits_from_config(table, data_cfg)[split], split, data_cfg

@@ -10,6 +10,8 @@ Conventions shared by every function here (``docs/evaluation.md`` gives the full
   prediction of no class. This is the tie rule of the official ISIC scorer (``isic-challenge-scoring``),
   applied to every label-based metric (accuracy, balanced accuracy, per-class sensitivity,
   specificity, precision, F1, confusion matrix, calibration) so that they agree with each other.
+* The exception: :func:`threshold_f1_macro` (MILK10k's challenge metric) binarises every class's
+  probability on its own at >= 0.5, so a row may be positive for no class or for several.
 * An undefined value is NaN: the AUC or AP of a class absent from the targets, the sensitivity of such
   a class, the specificity of a class that every case has. Macro means average the classes present in
   the targets and skip NaN; a class absent from the targets never enters a macro mean.
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 UNDECIDED = -1  # predicted label of a row whose maximum probability is shared by several classes
 PROB_TOLERANCE = 1e-6  # float32 softmax and sigmoid may overshoot [0, 1] by a rounding error
 ECE_BINS = 15
+CHALLENGE_THRESHOLD = 0.5  # MILK10k (ISIC 2025): a class is predicted where its probability is >= 0.5
 
 # Class names that identify the two ISIC 2017 one-vs-rest targets, compared case-insensitively.
 ISIC2017_MELANOMA_NAMES = ("MEL", "melanoma")
@@ -231,6 +234,28 @@ def per_class_metrics(y_true: Any, probs: Any) -> dict[str, np.ndarray]:
     }
 
 
+def threshold_f1_per_class(y_true: Any, probs: Any, threshold: Any = CHALLENGE_THRESHOLD) -> np.ndarray:
+    """F1 (Dice) of each class, ``(C,)``, with every class's probability binarised on its own at
+    ``>= threshold`` (a number, or one per class): the indicator matrix of the targets against that of
+    the binarised probabilities. NaN for a class that is neither in the targets nor predicted."""
+    y, p = _check_single(y_true, probs)
+    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (p.shape[1],))
+    pred = p >= t
+    true = y[:, None] == np.arange(p.shape[1])
+    tp = (pred & true).sum(0)
+    return _safe_div(2 * tp, pred.sum(0) + true.sum(0))
+
+
+def threshold_f1_macro(y_true: Any, probs: Any, threshold: Any = CHALLENGE_THRESHOLD) -> float:
+    """MILK10k's challenge metric: the mean of :func:`threshold_f1_per_class` over the classes present
+    in the targets (equal to scikit-learn's ``f1_score(indicator, probs >= 0.5, average="macro")`` when
+    every class is present). Softmax outputs seldom pass 0.5 for rare classes: see
+    :mod:`remixformer.evaluation.thresholds` for the decision rule that moves the thresholds."""
+    y, p = _check_single(y_true, probs)
+    present = np.bincount(y, minlength=p.shape[1]) > 0
+    return macro_mean(threshold_f1_per_class(y, p, threshold), present)
+
+
 def calibration_bins(y_true: Any, probs: Any, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
     """Reliability-diagram data over ``n_bins`` equal-width bins of the top probability.
 
@@ -269,8 +294,9 @@ def single_label_metrics(y_true: Any, probs: Any, classes: Sequence[str] | None 
     """Every metric of one single-label task, as a nested dict of Python floats (NaN = undefined).
 
     Keys: ``n_labelled``, ``n_unknown``, ``n_undecided``, ``accuracy``, ``balanced_accuracy``,
-    ``auc_macro``, ``ap_macro``, ``f1_macro``, ``sensitivity_macro``, ``specificity_macro``,
-    ``precision_macro``, ``ece``, ``per_class`` (class -> metric -> value), ``confusion_matrix``
+    ``auc_macro``, ``ap_macro``, ``f1_macro``, ``threshold_f1_macro`` (MILK10k's challenge metric),
+    ``sensitivity_macro``, ``specificity_macro``, ``precision_macro``, ``ece``, ``per_class`` (class ->
+    metric -> value; ``threshold_f1`` is the class's F1 at >= 0.5), ``confusion_matrix``
     (list of rows), ``undecided_per_class``, ``absent_classes``.
     """
     n_total = int(np.asarray(y_true).shape[0]) if np.asarray(y_true).ndim else 0
@@ -282,6 +308,7 @@ def single_label_metrics(y_true: Any, probs: Any, classes: Sequence[str] | None 
     pc = per_class_metrics(y, p)
     cm, undecided = confusion_counts(y, p)
     present = pc["support"] > 0
+    f1_at_half = threshold_f1_per_class(y, p)
     absent = [names[i] for i in range(c) if not present[i]]
     if absent:
         logger.info("classes absent from the targets (excluded from macro means): %s", absent)
@@ -294,6 +321,7 @@ def single_label_metrics(y_true: Any, probs: Any, classes: Sequence[str] | None 
             "f1": float(pc["f1"][i]),
             "auc": float(pc["auc"][i]),
             "ap": float(pc["ap"][i]),
+            "threshold_f1": float(f1_at_half[i]),
         }
         for i in range(c)
     }
@@ -306,6 +334,7 @@ def single_label_metrics(y_true: Any, probs: Any, classes: Sequence[str] | None 
         "auc_macro": macro_mean(pc["auc"], present),
         "ap_macro": macro_mean(pc["ap"], present),
         "f1_macro": macro_mean(pc["f1"], present),
+        "threshold_f1_macro": macro_mean(f1_at_half, present),
         "sensitivity_macro": macro_mean(pc["sensitivity"], present),
         "specificity_macro": macro_mean(pc["specificity"], present),
         "precision_macro": macro_mean(pc["precision"], present),

@@ -59,6 +59,7 @@ SUMMARY_METRICS = (
     ("accuracy", "Acc"),
     ("balanced_accuracy", "BACC"),
     ("auc_macro", "AUC"),
+    ("threshold_f1_macro", "F1@0.5"),
     ("ap_macro", "AP"),
     ("f1_macro", "F1"),
     ("sensitivity_macro", "Sens"),
@@ -154,6 +155,21 @@ def isic2017_result(preds: Predictions) -> dict[str, float]:
     return M.isic2017_score(preds.targets[d.name], preds.probs[d.name], d.classes)
 
 
+def decision_rule_result(preds: Predictions, rule: Any) -> dict[str, Any]:
+    """The rule's thresholds and validation fit, and the macro F1 at 0.5 of these cases before and after."""
+    d = preds.diagnosis
+    if rule.task != d.name or list(rule.classes) != list(d.classes):
+        raise ValueError(
+            f"the decision rule is for task {rule.task!r} with classes {list(rule.classes)}; the "
+            f"predictions' task {d.name!r} has classes {list(d.classes)}"
+        )
+    return {
+        "fitted_on": {k: v for k, v in rule.fitted_on.items() if k != "case_ids"},
+        "validation": rule.validation,
+        **rule.evaluate(preds.targets[d.name], preds.probs[d.name]),
+    }
+
+
 # ----------------------------------------------------------------------------------------------------
 # Metrics dict
 # ----------------------------------------------------------------------------------------------------
@@ -176,15 +192,20 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def evaluate_predictions(preds: Predictions, *, dataset_name: str | None = None) -> dict[str, Any]:
+def evaluate_predictions(
+    preds: Predictions, *, dataset_name: str | None = None, decision_rule: Any = None
+) -> dict[str, Any]:
     """All metrics of every task, as a JSON-safe nested dict (undefined values are None).
 
     Samples sharing a case id are first averaged into one case. Keys: ``n_cases``, ``dataset``,
     ``diagnosis_task``, ``tasks`` (task -> metrics of :func:`metrics.single_label_metrics` or
     :func:`metrics.multilabel_metrics`, plus ``kind`` and ``classes``), ``derm7pt`` (``table_vi``,
     ``table_viii``; when the tasks are Derm7pt's or ``dataset_name`` says so), ``isic2017`` (when
-    ``dataset_name`` is ISIC 2017), ``summary`` (the flat metrics of :func:`flat_metrics`) and
-    ``caveats`` (absent classes, ties, unknown labels: things a reader of the numbers must know).
+    ``dataset_name`` is ISIC 2017), ``decision_rule`` (with a
+    :class:`~remixformer.evaluation.thresholds.DecisionRule`: its thresholds, where it was fitted, and
+    the macro F1 at 0.5 of these cases before and after it), ``summary`` (the flat metrics of
+    :func:`flat_metrics`) and ``caveats`` (absent classes, ties, unknown labels: things a reader of the
+    numbers must know).
     """
     n_samples = len(preds)
     preds = preds.aggregate_by_case()
@@ -235,6 +256,8 @@ def evaluate_predictions(preds: Predictions, *, dataset_name: str | None = None)
                 raise
     if dataset == "isic2017":
         out["isic2017"] = isic2017_result(preds)
+    if decision_rule is not None:
+        out["decision_rule"] = decision_rule_result(preds, decision_rule)
     out["caveats"] = caveats
     out = to_jsonable(out)
     out["summary"] = flat_metrics(out)
@@ -246,9 +269,11 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
 
     The diagnosis task's metrics are unprefixed (``accuracy``, ``balanced_accuracy``, ``auc_macro``,
     ``ap_macro``, ``f1_macro``, ``sensitivity_macro``, ``specificity_macro``, ``precision_macro``,
-    ``ece``, and per class ``sensitivity.MEL`` ...); other tasks are prefixed with their name
-    (``pn.accuracy``, ``attrs.auc_mean``, ``attrs.auc.PN``); then ``derm7pt.avg_accuracy``,
-    ``derm7pt.avg1.f1`` ..., ``isic2017.score``.
+    ``ece``, ``threshold_f1_macro``, and per class ``sensitivity.MEL`` ...); other tasks are prefixed
+    with their name (``pn.accuracy``, ``attrs.auc_mean``, ``attrs.auc.PN``); then
+    ``derm7pt.avg_accuracy``, ``derm7pt.avg1.f1`` ..., ``isic2017.score``; with a decision rule
+    ``threshold_f1_macro_fitted`` (these cases, after the rule) and ``val.threshold_f1_macro``,
+    ``val.threshold_f1_macro_fitted`` (the validation cases it was fitted on, before and after).
     """
     flat: dict[str, float | None] = {}
     diag = metrics["diagnosis_task"]
@@ -274,6 +299,11 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     if "isic2017" in metrics:
         for key, v in metrics["isic2017"].items():
             flat[f"isic2017.{key}"] = v
+    if "decision_rule" in metrics:
+        rule = metrics["decision_rule"]
+        flat["threshold_f1_macro_fitted"] = rule["threshold_f1_macro_after"]
+        flat["val.threshold_f1_macro"] = rule["validation"].get("threshold_f1_macro_before")
+        flat["val.threshold_f1_macro_fitted"] = rule["validation"].get("threshold_f1_macro_after")
     return flat
 
 
@@ -348,6 +378,35 @@ def _derm7pt_md(d: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _decision_rule_md(r: Mapping[str, Any]) -> list[str]:
+    fit = r.get("fitted_on", {})
+    val = r.get("validation", {})
+    lines = [
+        "## Decision rule (per-class thresholds for the macro F1 at 0.5)",
+        "",
+        f"Thresholds fitted on the {fit.get('split', 'val')} split ({fit.get('n_cases', '?')} cases) only; "
+        "each class's probability is rescaled so that it crosses 0.5 at its threshold. Macro F1 at 0.5 "
+        f"(%): validation {_pct(val.get('threshold_f1_macro_before'))} -> "
+        f"{_pct(val.get('threshold_f1_macro_after'))}; these cases {_pct(r['threshold_f1_macro_before'])} "
+        f"-> {_pct(r['threshold_f1_macro_after'])}.",
+        "",
+    ]
+    val_pc = val.get("per_class", {})
+    rows = [
+        [
+            cls,
+            f"{pc['threshold']:.3f}" + ("" if pc["fitted"] else " (not fitted)"),
+            _pct(val_pc.get(cls, {}).get("f1_before")),
+            _pct(val_pc.get(cls, {}).get("f1_after")),
+            _pct(pc["f1_before"]),
+            _pct(pc["f1_after"]),
+        ]
+        for cls, pc in r["per_class"].items()
+    ]
+    header = ["Class", "Threshold", "Val F1@0.5", "Val F1 rule", "F1@0.5", "F1 rule"]
+    return [*lines, *_table(header, rows)]
+
+
 def render_markdown(
     metrics: Mapping[str, Any],
     title: str,
@@ -379,6 +438,8 @@ def render_markdown(
                 [[_pct(s["melanoma_auc"]), _pct(s["keratosis_auc"]), _pct(s["score"])]],
             ),
         ]
+    if "decision_rule" in metrics:
+        lines += _decision_rule_md(metrics["decision_rule"])
     if metrics.get("caveats"):
         lines += ["## Caveats", "", *(f"- {c}" for c in metrics["caveats"]), ""]
     lines += ["Metric definitions: docs/evaluation.md.", ""]

@@ -33,6 +33,8 @@ PAPER_HEADINGS = {
     "balanced_accuracy": "BACC",
     "ap_macro": "AP",
     "ece": "ECE",
+    "threshold_f1_macro": "F1@0.5",
+    "threshold_f1_macro_fitted": "F1@rule",
 }
 
 

@@ -106,6 +106,11 @@ def encoder_width(d: DermoscopyConfig) -> int:
 @dataclass
 class MetadataConfig:
     hidden_dim: int = 128  # width of g^M = ReLU(BN(Linear(one-hot)))
+    dropout: float = 0.0  # dropout on g^M (not in the paper; 0 = none): a wide branch on small tables
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"metadata.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass

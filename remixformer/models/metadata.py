@@ -1,4 +1,5 @@
-"""Metadata branch (section III-D): one-hot metadata -> Linear -> BatchNorm -> ReLU = g^M."""
+"""Metadata branch (section III-D): one-hot metadata -> Linear -> BatchNorm -> ReLU = g^M (then dropout,
+``metadata.dropout``, not in the paper and off by default)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class MetadataBranch(nn.Module):
         self.metadata_dim = metadata_dim
         self.linear = nn.Linear(metadata_dim, cfg.hidden_dim)
         self.norm = nn.BatchNorm1d(cfg.hidden_dim)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.out_dim = self.token_dim = cfg.hidden_dim
 
     def forward(self, x: torch.Tensor, explain: bool = False) -> BranchOutput:
@@ -28,5 +30,5 @@ class MetadataBranch(nn.Module):
             h = F.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
         else:
             h = self.norm(h)
-        g = F.relu(h)
+        g = self.drop(F.relu(h))
         return BranchOutput(g, g[:, None])

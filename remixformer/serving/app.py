@@ -299,10 +299,11 @@ def _form_schema(predictor: Predictor) -> dict[str, Any]:
             props[key] = {"type": "string", "format": "binary", "description": f"{key} image file"}
     for f in predictor.metadata_fields():
         if f["kind"] == "numeric":
-            props[f["name"]] = {
-                "type": "string",
-                "description": f"a number (binned at {f['bins']}) or one of the bin labels {f['values']}",
-            }
+            if f.get("encoding") == "linear":
+                what = f"a number, interpolated between the knots {f['bins']}"
+            else:
+                what = f"a number (binned at {f['bins']}) or one of the bin labels {f['values']}"
+            props[f["name"]] = {"type": "string", "description": what}
         else:
             props[f["name"]] = {"type": "string", "enum": f["values"]}
             if f.get("description"):

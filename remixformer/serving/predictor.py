@@ -154,6 +154,8 @@ class Predictor:
             d: dict[str, Any] = {"name": f.name, "kind": f.kind, "values": list(f.values)}
             if f.bins:
                 d["bins"] = list(f.bins)
+            if f.encoding != "bins":
+                d["encoding"] = f.encoding  # "linear": interpolated between the knots in "bins"
             if f.description:
                 d["description"] = f.description
             out.append(d)

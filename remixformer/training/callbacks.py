@@ -57,9 +57,10 @@ class RunCheckpoint(L.Callback):
             extra = dict(
                 self.extra, epoch=epoch, global_step=trainer.global_step, monitor=self.monitor, score=score
             )
+            model = getattr(pl_module, "eval_model", pl_module.model)  # the weight average, if any
             if improved:
-                save_model(pl_module.model, self.dir / BEST_MODEL, extra)
-            save_model(pl_module.model, self.dir / LAST_MODEL, extra)
+                save_model(model, self.dir / BEST_MODEL, extra)
+            save_model(model, self.dir / LAST_MODEL, extra)
         trainer.save_checkpoint(self.dir / STATE_FILE)  # every rank (barrier); rank 0 writes
 
     def state_dict(self) -> dict[str, Any]:

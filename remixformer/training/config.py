@@ -59,6 +59,8 @@ class TrainConfig:
     class_balance_beta: float = 0.999  # effective number of samples (Cui et al. 2019)
     sampler_power: float = 0.5  # sampler: class c drawn with probability proportional to n_c ** power
     label_smoothing: float = 0.0  # single-label tasks' cross-entropy
+    # exponential moving average of the weights (0 = off): validation and the model files use the average
+    ema_decay: float = 0.0
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     limit_train_batches: float = 1.0
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.class_balance_beta < 1.0:
             raise ValueError(f"class_balance_beta must be in (0, 1), got {self.class_balance_beta}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 <= self.sampler_power <= 1.0:
             raise ValueError(f"sampler_power must be in [0, 1], got {self.sampler_power}")
 
@@ -87,6 +91,9 @@ class TrainConfig:
 class EvalConfig:
     split: Literal["test", "val", "train"] = "test"  # evaluated with the best checkpoint after training
     tta_flip: bool = False  # average with horizontally flipped images
+    # fit per-class thresholds for the macro F1 at 0.5 (MILK10k's metric) on the validation predictions of
+    # the best model, write thresholds.json, and report the evaluated split before and after them
+    thresholds: bool = False
 
 
 @dataclass

@@ -22,6 +22,7 @@ TABLE_METRICS = (
     "accuracy",
     "balanced_accuracy",
     "f1_macro",
+    "threshold_f1_macro",
 )
 
 

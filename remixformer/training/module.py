@@ -3,6 +3,7 @@ validation metrics used to pick the best checkpoint."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -79,9 +80,35 @@ class WarmupCosine:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WeightAverage(torch.nn.Module):
+    """An exponential moving average of a model's weights (``train.ema_decay``): after every optimiser
+    step, ``ema = d * ema + (1 - d) * weights`` with ``d = min(decay, (1 + n) / (10 + n))`` at the
+    n-th update (the usual warm-up, so that the first epochs are not dominated by the initial weights);
+    buffers (BatchNorm statistics) are copied. A submodule of the LightningModule, so the training state
+    holds it and a resumed run continues it exactly."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.decay = float(decay)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        n = int(self.updates.item())
+        d = min(self.decay, (1 + n) / (10 + n))
+        for avg, new in zip(self.module.parameters(), model.parameters()):
+            avg.lerp_(new.detach(), 1.0 - d)
+        for avg, new in zip(self.module.buffers(), model.buffers()):
+            avg.copy_(new)
+        self.updates += 1
+
+
 class RemixFormerModule(L.LightningModule):
     """``class_weights``: per-class loss weights of single-label tasks (``train.class_balance=loss``),
-    used in training only; validation reports the plain loss."""
+    used in training only; validation reports the plain loss. With ``train.ema_decay`` validation, the
+    best and last model files are those of the weight average (:class:`WeightAverage`)."""
 
     def __init__(
         self,
@@ -100,6 +127,13 @@ class RemixFormerModule(L.LightningModule):
         }
         self._val: list[dict[str, Any]] = []
         self.weight_checksums: list[float] = []
+        self.ema = WeightAverage(model, train_cfg.ema_decay) if train_cfg.ema_decay > 0 else None
+        self._ema_step = -1
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the average with ``train.ema_decay``, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     def forward(self, batch: dict[str, Any], explain: bool = False) -> dict[str, Any]:
         return self.model(batch, explain=explain)
@@ -158,8 +192,14 @@ class RemixFormerModule(L.LightningModule):
             self.log(f"train/{name}_loss", v, on_step=False, on_epoch=True, batch_size=B)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # once per optimiser step (several batches make one step with accumulate_grad_batches)
+        if self.ema is not None and self.trainer.global_step != self._ema_step:
+            self._ema_step = self.trainer.global_step
+            self.ema.update(self.model)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        out = self.model(batch)
+        out = self.eval_model(batch)
         loss, _ = task_losses(out[keys.LOGITS], batch[keys.TARGETS], self.tasks)
         B = len(batch[keys.CASE_ID])
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=B, sync_dist=True)
@@ -201,7 +241,7 @@ class RemixFormerModule(L.LightningModule):
         for t in self.tasks:
             m = metrics[t.name]
             names = (
-                ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
+                ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "threshold_f1_macro")
                 if t.kind != MULTI
                 else ("auc_mean",)
             )

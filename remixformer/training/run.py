@@ -11,6 +11,7 @@ Run directory (``<output_dir>/<name>`` unless given)::
     checkpoints/best.safetensors, last.safetensors     model files (weights + config + labels)
     checkpoints/last.state.safetensors                 the training state for --resume
     eval/<split>/          report.md/.json, predictions.csv, ROC and confusion PNGs
+    thresholds.json        with eval.thresholds: the decision rule fitted on the validation split
     summary.json           best epoch, validation score, test metrics, processes' weight checksums
 """
 
@@ -96,7 +97,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    table = load_dataset(cfg.data)
+    table = load_dataset(cfg.data, modalities=cfg.model.modalities)
     if resume and (run_dir / "splits.csv").exists():
         splits = read_splits(table, run_dir / "splits.csv")
     else:
@@ -196,8 +197,12 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
 def evaluate_run(
     run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, list[int]], split: str, withhold: str = ""
 ) -> dict[str, Any]:
-    """Evaluate the run's best model on ``split`` into ``eval/<split>``; returns the flat metrics."""
+    """Evaluate the run's best model on ``split`` into ``eval/<split>``; returns the flat metrics.
+
+    With ``eval.thresholds`` the decision rule is first fitted on the validation split (its report in
+    ``eval/val``, the rule in ``thresholds.json``) and the report of ``split`` shows its effect."""
     from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+    from remixformer.evaluation.thresholds import THRESHOLDS_FILE, fit_thresholds
     from remixformer.models.checkpoint import load_model
     from remixformer.training.callbacks import BEST_MODEL
 
@@ -205,19 +210,54 @@ def evaluate_run(
         log.warning("no %s cases: nothing to evaluate", split)
         return {}
     model = load_model(run_dir / "checkpoints" / BEST_MODEL)
-    out = run_dir / "eval" / (split + (f"_without_{withhold}" if withhold else ""))
+    kwargs = {
+        "withhold": withhold,
+        "batch_size": cfg.train.eval_batch_size or cfg.train.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "tta_flip": cfg.eval.tta_flip,
+        "progress": cfg.train.progress_bar,
+        "max_image_pixels": cfg.data.max_image_pixels,
+    }
+    suffix = f"_without_{withhold}" if withhold else ""
+    rule = None
+    if cfg.eval.thresholds:
+        if split == "val" or not splits.get("val"):
+            raise ValueError(
+                "eval.thresholds fits the decision rule on the validation split, so it needs validation "
+                f"cases (data.val_fraction > 0) and an evaluated split other than val (eval.split={split!r})"
+            )
+        got: list = []
+        evaluate_cases(
+            model,
+            table,
+            splits["val"],
+            run_dir / "eval" / f"val{suffix}",
+            title=f"{cfg.name}: {table.name} val (the decision rule is fitted here)",
+            notes=data_notes(table, cfg.data, "val", model.modalities),
+            predictions=got,
+            **kwargs,
+        )
+        d = got[0].diagnosis
+        rule = fit_thresholds(
+            got[0].targets[d.name], got[0].probs[d.name], d.classes, task=d.name, case_ids=got[0].case_ids
+        )
+        if not withhold:
+            rule.save(run_dir / THRESHOLDS_FILE)
+        log.info(
+            "decision rule fitted on %d validation cases: macro F1 at 0.5 %.4f -> %.4f (%s)",
+            rule.fitted_on["n_cases"],
+            rule.validation["threshold_f1_macro_before"],
+            rule.validation["threshold_f1_macro_after"],
+            ", ".join(f"{c} {t:.3f}" for c, t in zip(rule.classes, rule.thresholds)),
+        )
     metrics = evaluate_cases(
         model,
         table,
         splits[split],
-        out,
+        run_dir / "eval" / (split + suffix),
         title=f"{cfg.name}: {table.name} {split}",
         notes=data_notes(table, cfg.data, split, model.modalities),
-        withhold=withhold,
-        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-        num_workers=cfg.data.num_workers,
-        tta_flip=cfg.eval.tta_flip,
-        progress=cfg.train.progress_bar,
-        max_image_pixels=cfg.data.max_image_pixels,
+        decision_rule=rule,
+        **kwargs,
     )
     return metrics["summary"]

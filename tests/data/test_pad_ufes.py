@@ -64,6 +64,14 @@ def test_missing_images_error_or_skip_with_list(pad_root, caplog):
     assert "skipping 2 case(s)" in warning and "PAT_7_70_1, PAT_7_71_2" in warning
 
 
+def test_a_metadata_only_model_needs_no_image(pad_root):
+    t = load_dataset(_cfg(pad_root), modalities="M")
+    assert len(t) == 24 and not t.skipped
+    assert "clinical image files not checked: the model (M) does not read them" in t.notes
+    with pytest.raises(BadImageError, match="2 image file"):
+        load_dataset(_cfg(pad_root), modalities="CM")
+
+
 def test_grouped_folds_keep_patients_together(pad_root):
     t = load_cases(_cfg(pad_root))
     folds = fold_assignment(t, n_folds=4, seed=3)

@@ -216,3 +216,41 @@ def test_example_schema_has_table_ii_fields():
         schema.validate({"sex": "Female", "sign": "No hair", "age_of_onset": ">50"})["age_of_onset"] == ">50"
     )
     assert math.isclose(schema.encode({}).sum(), 9.0)
+
+
+def test_linear_encoding_interpolates_between_knots_and_round_trips():
+    f = numeric("score", (0.0, 0.25, 0.5, 0.75, 1.0), value_range=(0.0, 1.0), encoding="linear")
+    s = MetadataSchema([f])
+    assert f.values == ("0", "0.25", "0.5", "0.75", "1") and s.dim == 6
+    assert np.allclose(s.encode({"score": 0.1}), [0.6, 0.4, 0, 0, 0, 0])
+    assert np.allclose(s.encode({"score": "0.5"}), [0, 0, 1, 0, 0, 0])
+    assert np.allclose(s.encode({"score": 1.0}), [0, 0, 0, 0, 1, 0])
+    assert np.allclose(s.encode({"score": None}), [0, 0, 0, 0, 0, 1])
+    assert np.allclose(s.encode({"score": 1.5}), [0, 0, 0, 0, 0, 1])  # outside the range: unknown
+    # a linear layer over the slots reproduces any linear function of the score exactly
+    xs = np.linspace(0, 1, 41)
+    enc = s.encode_many([{"score": x} for x in xs])[:, :5]
+    assert np.allclose(enc @ np.array([0.0, 0.25, 0.5, 0.75, 1.0]), xs)
+    assert f.lookup(0.3) == (1, "ok") and s.validate({"score": 0.3}) == {"score": "0.25"}
+    with pytest.raises(ValueError, match="interpolated between"):
+        s.validate({"score": 2})
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["fields"][0]["encoding"] == "linear" and "labels" not in d["fields"][0]
+    again = MetadataSchema.from_dict(d)
+    assert again == s and np.array_equal(again.encode({"score": 0.33}), s.encode({"score": 0.33}))
+    # the default (one-hot bins) writes no encoding key: existing schema files are unchanged
+    assert "encoding" not in MetadataSchema([numeric("age", AGE_BINS)]).to_dict()["fields"][0]
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"name": "a", "kind": "numeric", "bins": [1], "encoding": "linear"}, "at least two knots"),
+        ({"name": "a", "kind": "numeric", "bins": [0, 1], "encoding": "spline"}, "encoding must be one of"),
+        ({"name": "a", "values": ["x"], "encoding": "linear"}, "only a numeric field"),
+        ({"name": "a", "kind": "numeric", "bins": [0, 1], "labels": ["lo"], "encoding": "linear"}, "2 knots"),
+    ],
+)
+def test_bad_encodings_are_refused_naming_the_field(field, message):
+    with pytest.raises(ValueError, match=message):
+        MetadataSchema.from_dict({"fields": [field]})

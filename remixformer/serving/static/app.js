@@ -80,7 +80,8 @@ function buildMetadataInputs(model) {
     if (field.kind === "numeric") {
       input = el("input", { type: "number", step: "any", id: `meta-${field.name}`, name: field.name });
       input.placeholder = field.description ? `a number (${field.description})` : "a number";
-      input.title = `binned as ${field.values.join(", ")}`;
+      const how = field.encoding === "linear" ? "interpolated between" : "binned as";
+      input.title = `${how} ${field.values.join(", ")}`;
     } else {
       input = el("select", { id: `meta-${field.name}`, name: field.name });
       input.append(el("option", { value: "" }, "(unknown)"));
