@@ -56,6 +56,10 @@ class DataConfig:
     skip_bad_cases: bool = (
         False  # leave out cases with missing/unreadable images, with a warning listing them
     )
+    # whose image files are checked (and, with skip_bad_cases, whose missing images drop a case): None =
+    # the model's modalities; e.g. "C" keeps a metadata-only model on the cases that have a photo, the
+    # same cases as the C and CM models it is compared with
+    check_images: str | None = None
     verify_images: bool = False  # decode every image when loading (slow on big sets; `data check` does it)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     num_workers: int = 0  # DataLoader workers

@@ -180,4 +180,9 @@ def load_dataset(cfg: DataConfig, modalities: str = "CDM") -> CaseTable:
     table = load_cases(cfg)
     for note in table.notes:
         log.info("%s: %s", table.name, note)
+    if cfg.check_images is not None:
+        extra = cfg.check_images.upper()
+        if set(extra) - set("CD"):
+            raise ValueError(f"data.check_images: letters of C and D expected, got {cfg.check_images!r}")
+        modalities = "".join(m for m in "CDM" if m in modalities.upper() + extra)
     return apply_file_policy(table, cfg, modalities)

@@ -72,6 +72,14 @@ def test_a_metadata_only_model_needs_no_image(pad_root):
         load_dataset(_cfg(pad_root), modalities="CM")
 
 
+def test_a_metadata_only_model_can_be_kept_on_the_cases_with_a_photo(pad_root):
+    # the M model compared with C and CM models runs on their cases: those whose photo is there
+    t = load_dataset(_cfg(pad_root, skip_bad_cases=True, check_images="C"), modalities="M")
+    assert len(t) == 22 and sorted(c for c, _ in t.skipped) == ["PAT_7_70_1", "PAT_7_71_2"]
+    with pytest.raises(ValueError, match="data.check_images: letters of C and D expected"):
+        load_dataset(_cfg(pad_root, check_images="M"), modalities="M")
+
+
 def test_grouped_folds_keep_patients_together(pad_root):
     t = load_cases(_cfg(pad_root))
     folds = fold_assignment(t, n_folds=4, seed=3)
