@@ -9,7 +9,7 @@ from remixformer.data.cases import Case, CaseTable
 from remixformer.data.config import DataConfig
 from remixformer.data.images import BadImageError, load_image
 from remixformer.data.registry import load_cases, load_dataset
-from remixformer.data.schema import MetadataField, MetadataSchema
+from remixformer.schema import MetadataField, MetadataSchema
 
 __all__ = [
     "BadImageError",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from remixformer.data.schema import MetadataSchema
+from remixformer.schema import MetadataSchema
 from remixformer.keys import IGNORE_INDEX
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 

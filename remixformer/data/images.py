@@ -22,6 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, MAX_ASPECT_RATIO
 
+ImageInput = str | Path | bytes | Image.Image | np.ndarray | None  # what to_pil accepts
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -191,3 +193,32 @@ def image_size(src: str | os.PathLike, *, case_id: str | None = None) -> tuple[i
         return img.size
     finally:
         img.close()
+
+
+def to_pil(image: ImageInput, name: str, max_pixels: int) -> Image.Image:
+    """Any accepted image input as 8-bit RGB (EXIF orientation applied for files and bytes). Every form
+    is refused before decoding or resizing when over ``max_pixels`` or more than ``MAX_ASPECT_RATIO``
+    times longer than wide (:class:`~remixformer.data.images.ImageTooLargeError`)."""
+    if isinstance(image, (str, Path, bytes)):
+        try:
+            return load_image(image if not isinstance(image, str) else Path(image), max_pixels=max_pixels)
+        except BadImageError as e:
+            raise type(e)(f"{name} image {e.path}", e.reason) from None
+    if isinstance(image, Image.Image):
+        check_shape(image.size, f"{name} image", max_pixels)
+        return to_rgb8(image)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ValueError(f"{name}: expected an (H, W, 3) or (H, W) array, got shape {arr.shape}")
+        check_shape((arr.shape[1], arr.shape[0]), f"{name} image", max_pixels)
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr[..., :3])
+    raise ValueError(
+        f"{name}: expected a file path, bytes, a PIL image or an array, got {type(image).__name__}"
+    )

@@ -22,7 +22,7 @@ def align_to_model(table: Any, model: Any) -> Any:
 
     A diagnosis class the model does not know is an error; a task the data lacks is unknown for every case.
     """
-    from remixformer.data.schema import MetadataSchema
+    from remixformer.schema import MetadataSchema
 
     tasks = model.tasks
     if tuple(table.tasks) == tuple(tasks) and (

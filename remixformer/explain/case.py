@@ -265,7 +265,7 @@ def explain_case(
     (path, bytes, PIL image, array) or None. A branch without maps (absent input, or a model without
     that branch or without LSM) gets None and a note.
     """
-    from remixformer.serving.predictor import to_pil
+    from remixformer.data.images import to_pil
 
     images = {}
     for key, given in (("clinical", clinical), ("dermoscopy", dermoscopy)):

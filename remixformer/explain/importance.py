@@ -398,7 +398,7 @@ def importance_on_cases(
     from torch.utils.data import DataLoader
 
     from remixformer.data.dataset import MultiModalDataset, collate
-    from remixformer.data.schema import MetadataSchema
+    from remixformer.schema import MetadataSchema
     from remixformer.evaluation.evaluate import align_to_model
     from remixformer.training.datamodule import answerable
 

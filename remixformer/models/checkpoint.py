@@ -53,7 +53,7 @@ def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any],
     """Config, extras and tensors of a model file, every header field checked (CheckpointError naming
     the file and the field): the format and its version, the config (keys, types, sizes), the metadata
     schema and its width, the extras (a JSON object)."""
-    from remixformer.data.schema import MetadataSchema
+    from remixformer.schema import MetadataSchema
 
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:

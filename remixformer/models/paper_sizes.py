@@ -224,7 +224,7 @@ def _metadata_dim() -> int:
     import json
     from importlib import resources
 
-    from remixformer.data.schema import MetadataSchema
+    from remixformer.schema import MetadataSchema
 
     text = resources.files("remixformer.data.schemas").joinpath("xskintumor12.json").read_text()
     return MetadataSchema.from_dict(json.loads(text)).dim

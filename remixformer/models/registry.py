@@ -234,7 +234,7 @@ def build_model(cfg: ModelConfig, load_pretrained: bool = True):
 
 
 def _schema_dim(schema: dict[str, Any]) -> int:
-    from remixformer.data.schema import MetadataSchema
+    from remixformer.schema import MetadataSchema
 
     return MetadataSchema.from_dict(schema).dim
 

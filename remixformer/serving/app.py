@@ -34,7 +34,7 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from remixformer.data.schema import is_blank
+from remixformer.schema import is_blank
 from remixformer.serving.pool import InferencePool, QueueFull
 from remixformer.serving.predictor import LETTER_NAMES, PredictionError, Predictor
 from remixformer.serving.uploads import (

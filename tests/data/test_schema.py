@@ -5,7 +5,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from remixformer.data.cases import Case, CaseTable
 from remixformer.data.config import DataConfig
-from remixformer.data.schema import MetadataSchema
+from remixformer.schema import MetadataSchema
 from remixformer.data.splits import (
     assign_folds,
     check_disjoint_groups,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from remixformer.cli.main import main
-from remixformer.data.schema import MetadataSchema, categorical
+from remixformer.schema import MetadataSchema, categorical
 from remixformer.explain import importance_on_cases, permutation_importance
 from remixformer.tasks import TaskSpec
 

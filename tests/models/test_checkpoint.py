@@ -83,7 +83,7 @@ def test_model_file_is_not_a_training_state(tiny, tmp_path):
 
 # --- hostile or damaged headers and weights ---------------------------------------------------------
 def _with_schema(tiny):
-    from remixformer.data.schema import AGE_BINS, MetadataSchema, categorical, numeric
+    from remixformer.schema import AGE_BINS, MetadataSchema, categorical, numeric
 
     schema = MetadataSchema([numeric("age", AGE_BINS), categorical("sex", ["female", "male"])])
     assert schema.dim == 12  # = META_DIM of the tiny model

@@ -10,7 +10,7 @@ import numpy as np
 import uvicorn
 from PIL import Image
 
-from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 
 TASKS = {"diag": ["BCC", "NEV", "MEL", "MISC", "SK"], "pn": ["ABS", "TYP", "ATP"]}
 SCHEMA = MetadataSchema(

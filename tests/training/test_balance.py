@@ -8,7 +8,7 @@ import torch
 from train_helpers import tiny_config
 
 from remixformer.data.cases import Case, CaseTable
-from remixformer.data.schema import MetadataSchema
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import TaskSpec
 from remixformer.training.balance import class_balance, loss_weights, sampling_weights
 from remixformer.training.module import task_losses

@@ -13,7 +13,7 @@ import pandas as pd
 
 from remixformer.data.cases import CaseTable
 from remixformer.data.images import IMAGE_EXTENSIONS
-from remixformer.data.schema import MetadataSchema, is_blank
+from remixformer.schema import MetadataSchema, is_blank
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import MetadataSchema, categorical
+from remixformer.schema import MetadataSchema, categorical
 from remixformer.tasks import DIAG, TaskSpec
 
 log = logging.getLogger(__name__)

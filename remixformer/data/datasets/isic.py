@@ -43,7 +43,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, categorical, numeric
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, categorical, numeric
 from remixformer.keys import IGNORE_INDEX
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 

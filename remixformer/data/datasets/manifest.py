@@ -17,7 +17,7 @@ column            content
 ================  ===========================================================================
 
 Relative image paths are relative to the manifest's folder. The schema file (JSON or YAML) holds
-``fields`` (see :mod:`remixformer.data.schema`; a field may say ``"leaky": true``) and optionally
+``fields`` (see :mod:`remixformer.schema`; a field may say ``"leaky": true``) and optionally
 ``tasks`` (``[{"name": "diag", "classes": [...]}, {"name": "pn", "classes": [...]},
 {"name": "attributes", "kind": "multi", "classes": [...]}]``), which fixes class order.
 """
@@ -43,7 +43,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import MetadataSchema
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 
 log = logging.getLogger(__name__)

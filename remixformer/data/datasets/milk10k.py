@@ -42,7 +42,7 @@ from remixformer.data.datasets.common import (
     read_csv,
     require_dir,
 )
-from remixformer.data.schema import LINEAR, MetadataSchema, categorical, numeric
+from remixformer.schema import LINEAR, MetadataSchema, categorical, numeric
 from remixformer.keys import IGNORE_INDEX
 from remixformer.tasks import DIAG, TaskSpec
 

@@ -28,7 +28,7 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 from remixformer.tasks import DIAG, TaskSpec
 
 log = logging.getLogger(__name__)

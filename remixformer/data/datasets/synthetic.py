@@ -38,7 +38,7 @@ from scipy.ndimage import gaussian_filter
 
 from remixformer.data.cases import CaseTable
 from remixformer.data.config import DataConfig
-from remixformer.data.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 from remixformer.tasks import DIAG
 
 log = logging.getLogger(__name__)
