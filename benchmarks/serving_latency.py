@@ -44,8 +44,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from remixformer import create_model  # noqa: E402
-from remixformer.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric  # noqa: E402
 from remixformer.models.checkpoint import save_model  # noqa: E402
+from remixformer.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric  # noqa: E402
 from remixformer.serving import Predictor  # noqa: E402
 from remixformer.serving.app import create_app  # noqa: E402
 from remixformer.serving.batch import score_manifest  # noqa: E402

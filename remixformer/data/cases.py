@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from remixformer.schema import MetadataSchema
 from remixformer.keys import IGNORE_INDEX
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 
 SPLITS = ("train", "val", "test")

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from remixformer.data.loaders import answerable, evaluation_loader
 from remixformer.keys import IGNORE_INDEX
 from remixformer.tasks import MULTI
 
@@ -72,15 +73,12 @@ def predict_cases(
 ) -> tuple[Any, list[str]]:
     """The model's predictions on ``indices`` of ``table`` (one row per case, samples averaged) and the
     notes a report of them must carry (cases left out, a withheld modality)."""
-    from remixformer.data.dataset import MultiModalDataset, collate
     from remixformer.evaluation.runner import predict
-    from remixformer.training.sampling import EpochIndexed, EpochSampler
 
     if not indices:
         raise ValueError(f"{table.name}: no cases to evaluate")
     if withhold and set(withhold.upper()) - set("CDM"):
         raise ValueError(f"--withhold takes letters of C, D, M, got {withhold!r}")
-    from remixformer.training.datamodule import answerable
 
     table = align_to_model(table, model)
     cfg = model.config
@@ -90,24 +88,8 @@ def predict_cases(
             f"{table.name}: none of the cases has any of the model's modalities {cfg.modalities}"
         )
     kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
-    ds = MultiModalDataset(
-        table,
-        list(indices),
-        modalities=cfg.modalities,
-        clinical_size=cfg.clinical.image_size,
-        dermoscopy_size=cfg.dermoscopy.image_size,
-        train=False,
-        remix=False,
-        **kwargs,
-    )
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        EpochIndexed(ds),
-        batch_size=batch_size,
-        sampler=EpochSampler(len(ds), shuffle=False),
-        collate_fn=collate,
-        num_workers=num_workers,
+    loader, _ = evaluation_loader(
+        table, indices, cfg, batch_size=batch_size, num_workers=num_workers, **kwargs
     )
     preds, dropped = predict(
         model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress, desc=f"evaluate {table.name}"

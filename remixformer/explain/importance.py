@@ -36,6 +36,9 @@ import torch
 from torch import nn
 
 from remixformer import keys
+from remixformer.data.loaders import answerable, evaluation_loader
+from remixformer.evaluation.evaluate import align_to_model
+from remixformer.schema import MetadataSchema
 
 log = logging.getLogger(__name__)
 
@@ -395,13 +398,6 @@ def importance_on_cases(
     ``only_with_metadata``: analyse the cases that have metadata (default), since shuffling cannot
     change the others.
     """
-    from torch.utils.data import DataLoader
-
-    from remixformer.data.dataset import MultiModalDataset, collate
-    from remixformer.schema import MetadataSchema
-    from remixformer.evaluation.evaluate import align_to_model
-    from remixformer.training.datamodule import answerable
-
     table = align_to_model(table, model)
     cfg = model.config
     schema = MetadataSchema.from_dict(cfg.metadata_schema) if cfg.metadata_schema else table.schema
@@ -425,16 +421,9 @@ def importance_on_cases(
     for n in notes:
         log.info("permutation importance: %s", n)
     kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
-    ds = MultiModalDataset(
-        table,
-        indices,
-        modalities=cfg.modalities,
-        clinical_size=cfg.clinical.image_size,
-        dermoscopy_size=cfg.dermoscopy.image_size,
-        train=False,
-        **kwargs,
+    loader, _ = evaluation_loader(
+        table, indices, cfg, batch_size=batch_size, num_workers=num_workers, **kwargs
     )
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     result = permutation_importance(
         model,
         loader,

@@ -393,7 +393,7 @@ def make_loader(
     world_size: int = 1,
 ) -> DataLoader:
     """Shuffled per (seed, epoch), sharded by rank; incomplete last batches are dropped (DINO)."""
-    from remixformer.training.sampling import EpochIndexed, EpochSampler
+    from remixformer.data.sampling import EpochIndexed, EpochSampler
 
     if len(dataset) < batch_size * world_size:
         raise ValueError(

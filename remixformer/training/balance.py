@@ -11,7 +11,7 @@ strong ISIC entries use them (``train.class_balance``):
 - ``sampler``: each epoch draws as many training cases as there are, with replacement, class ``c``
   with probability proportional to ``n_c ** sampler_power`` (0.5: square-root frequency; 0: every
   class equally often; 1: the natural frequencies). The draw is a function of (seed, epoch) only and
-  is sharded by rank like the plain shuffle (:class:`~remixformer.training.sampling.EpochSampler`).
+  is sharded by rank like the plain shuffle (:class:`~remixformer.data.sampling.EpochSampler`).
   Cases with an unknown diagnosis keep their natural share.
 
 A class with no training case is an error that names the task, the class and the counts: its weight

@@ -6,92 +6,36 @@ import logging
 from typing import Any
 
 import lightning as L
-import numpy as np
-from torch.utils.data import DataLoader
 
 from remixformer.data.cases import CaseTable
+from remixformer.data.loaders import epoch_loader, evaluation_loader, model_dataset
 from remixformer.training.balance import class_balance
 from remixformer.training.config import RunConfig
-from remixformer.training.sampling import EpochIndexed, EpochSampler
 
 log = logging.getLogger(__name__)
 
 
-def answerable(
-    table: CaseTable, indices: list[int], modalities: str, borrow: str = ""
-) -> tuple[list[int], list[str]]:
-    """Cases that have at least one of ``modalities`` (or can borrow one of ``borrow`` by remix), and
-    the ids of those that cannot be fed to the model at all."""
-    have = np.zeros(len(table), dtype=bool)
-    for m in modalities:
-        have |= table.has_modality(m) if m in table.modalities else False
-        if m in borrow:
-            have[:] = True
-    keep = [i for i in indices if have[i]]
-    return keep, [table.cases[i].case_id for i in indices if not have[i]]
+def _dataset_options(cfg: RunConfig) -> dict[str, Any]:
+    """The run's ``MultiModalDataset`` keywords shared by its training and validation sets."""
+    return {
+        "remix_modalities": cfg.data.remix_modalities,
+        "seed": cfg.seed,
+        "max_image_pixels": cfg.data.max_image_pixels,
+        "cache_images": cfg.data.cache_images,
+        "skip_bad_cases": cfg.data.skip_bad_cases,
+        "augment": cfg.data.augment,
+    }
 
 
-def make_dataset(table: CaseTable, indices: list[int], model_cfg: Any, train: bool, cfg: RunConfig):
-    from remixformer.data.dataset import MultiModalDataset
-
-    borrow = cfg.data.remix_modalities if (train and cfg.data.remix) else ""
-    indices, left_out = answerable(table, indices, model_cfg.modalities, borrow)
+def _warn_left_out(left_out: list[str], what: str, modalities: str) -> None:
     if left_out:
         log.warning(
             "%d %s case(s) have none of the model's modalities %s and are left out: %s",
             len(left_out),
-            "training" if train else "evaluation",
-            model_cfg.modalities,
+            what,
+            modalities,
             ", ".join(left_out[:20]),
         )
-    return MultiModalDataset(
-        table,
-        indices,
-        modalities=model_cfg.modalities,
-        clinical_size=model_cfg.clinical.image_size,
-        dermoscopy_size=model_cfg.dermoscopy.image_size,
-        train=train,
-        remix=cfg.data.remix and train,
-        remix_modalities=cfg.data.remix_modalities,
-        seed=cfg.seed,
-        max_image_pixels=cfg.data.max_image_pixels,
-        cache_images=cfg.data.cache_images,
-        skip_bad_cases=cfg.data.skip_bad_cases,
-        augment=cfg.data.augment,
-    )
-
-
-def make_loader(
-    dataset: Any,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int,
-    num_workers: int,
-    rank: int = 0,
-    world_size: int = 1,
-    weights: Any = None,
-) -> DataLoader:
-    from remixformer.data.dataset import collate
-
-    sampler = EpochSampler(
-        len(dataset),
-        seed=seed,
-        shuffle=shuffle,
-        rank=rank,
-        world_size=world_size,
-        pad=shuffle,
-        weights=weights,
-    )
-    return DataLoader(
-        EpochIndexed(dataset),
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        persistent_workers=False,
-        pin_memory=False,
-    )
 
 
 class RemixDataModule(L.LightningDataModule):
@@ -120,30 +64,52 @@ class RemixDataModule(L.LightningDataModule):
         return self._balance
 
     def dataset(self, split: str):
+        """The training set (built once: its cases also give the class balance)."""
         if split not in self._datasets:
-            self._datasets[split] = make_dataset(
-                self.table, self.splits[split], self.model_cfg, split == "train", self.cfg
+            train = split == "train"
+            cfg = self.cfg
+            borrow = cfg.data.remix_modalities if (train and cfg.data.remix) else ""
+            ds, left_out = model_dataset(
+                self.table,
+                self.splits[split],
+                self.model_cfg,
+                train=train,
+                borrow=borrow,
+                remix=cfg.data.remix and train,
+                **_dataset_options(cfg),
             )
+            _warn_left_out(left_out, "training" if train else "evaluation", self.model_cfg.modalities)
+            self._datasets[split] = ds
         return self._datasets[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
-        if not self.splits.get(split):
+    def train_dataloader(self):
+        if not self.splits.get("train"):
             return []
         t = self.cfg.train
-        bs = t.batch_size if shuffle else (t.eval_batch_size or t.batch_size)
-        return make_loader(
-            self.dataset(split),
-            bs,
-            shuffle=shuffle,
+        return epoch_loader(
+            self.dataset("train"),
+            t.batch_size,
+            shuffle=True,
             seed=self.cfg.seed,
             num_workers=self.cfg.data.num_workers,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
-            weights=self.balance().get("sample_weights") if shuffle else None,
+            weights=self.balance().get("sample_weights"),
         )
 
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
     def val_dataloader(self):
-        return self._loader("val", shuffle=False)
+        if not self.splits.get("val"):
+            return []
+        t = self.cfg.train
+        loader, left_out = evaluation_loader(
+            self.table,
+            self.splits["val"],
+            self.model_cfg,
+            batch_size=t.eval_batch_size or t.batch_size,
+            num_workers=self.cfg.data.num_workers,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+            **_dataset_options(self.cfg),
+        )
+        _warn_left_out(left_out, "evaluation", self.model_cfg.modalities)
+        return loader

@@ -4,7 +4,6 @@ import pytest
 
 from remixformer.data.cases import Case, CaseTable
 from remixformer.data.config import DataConfig
-from remixformer.schema import MetadataSchema
 from remixformer.data.splits import (
     assign_folds,
     check_disjoint_groups,
@@ -13,6 +12,7 @@ from remixformer.data.splits import (
     split_indices,
     write_splits,
 )
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import TaskSpec
 
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from remixformer.cli.main import main
-from remixformer.schema import MetadataSchema, categorical
 from remixformer.explain import importance_on_cases, permutation_importance
+from remixformer.schema import MetadataSchema, categorical
 from remixformer.tasks import TaskSpec
 
 CLASSES = ("A", "B", "C", "D")

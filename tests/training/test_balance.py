@@ -8,12 +8,12 @@ import torch
 from train_helpers import tiny_config
 
 from remixformer.data.cases import Case, CaseTable
+from remixformer.data.sampling import EpochSampler
 from remixformer.schema import MetadataSchema
 from remixformer.tasks import TaskSpec
 from remixformer.training.balance import class_balance, loss_weights, sampling_weights
 from remixformer.training.module import task_losses
 from remixformer.training.run import train
-from remixformer.training.sampling import EpochSampler
 
 DIAG = TaskSpec("diag", ("a", "b", "c"))
 CRIT = TaskSpec("crit", ("x", "y"))

@@ -4,10 +4,10 @@ import math
 
 import torch
 
+from remixformer.data.sampling import EpochSampler
 from remixformer.tasks import TaskSpec
 from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
 from remixformer.training.module import WarmupCosine, task_losses
-from remixformer.training.sampling import EpochSampler
 
 TASKS = (TaskSpec("diag", ("a", "b", "c")), TaskSpec("attrs", ("x", "y"), kind="multi", weight=0.5))
 

@@ -43,8 +43,8 @@ from remixformer.data.datasets.common import (
     restrict_metadata,
     split_schema,
 )
-from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, categorical, numeric
 from remixformer.keys import IGNORE_INDEX
+from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, categorical, numeric
 from remixformer.tasks import DIAG, MULTI, TaskSpec
 
 log = logging.getLogger(__name__)

@@ -42,8 +42,8 @@ from remixformer.data.datasets.common import (
     read_csv,
     require_dir,
 )
-from remixformer.schema import LINEAR, MetadataSchema, categorical, numeric
 from remixformer.keys import IGNORE_INDEX
+from remixformer.schema import LINEAR, MetadataSchema, categorical, numeric
 from remixformer.tasks import DIAG, TaskSpec
 
 log = logging.getLogger(__name__)
