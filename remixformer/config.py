@@ -16,6 +16,8 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
+from remixformer.serialization import write_text_atomic
+
 T = TypeVar("T")
 
 BASE_KEY = "base"  # a YAML config may name a base file (relative to itself) that it extends
@@ -217,6 +219,4 @@ def resolve(cls: type[T], files: Sequence[str | Path] = (), overrides: Sequence[
 
 def dump_yaml(obj: Any, path: str | Path) -> None:
     """Write ``obj`` (a config dataclass) as YAML, atomically (a kill never leaves half a file)."""
-    from remixformer.serialization import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from remixformer.config import resolve
+from remixformer.data.datasets.synthetic import generate, read_lesions
+from remixformer.data.registry import load_dataset
+from remixformer.data.splits import splits_from_config
+from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+from remixformer.evaluation.plots import plot_fold_comparison, save_figure
+from remixformer.explain.lsm import lsm_hit_rate
+from remixformer.models.checkpoint import load_model
 from remixformer.training.config import RunConfig
+from remixformer.training.run import train
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +89,12 @@ def run_demo(
 ) -> dict[str, Any]:
     """Generate (once), train and evaluate every modality subset; write table.md, results.json and a
     modality comparison figure into ``out``. ``report`` receives one line per step."""
-    from remixformer.data.datasets.synthetic import generate, read_lesions
-    from remixformer.evaluation.plots import plot_fold_comparison, save_figure
-    from remixformer.explain.lsm import lsm_hit_rate
-    from remixformer.training.run import train
-
     out = Path(out)
     t0 = time.time()
     data = out / "data"
     if not (data / "manifest.csv").exists():
         report(f"generating the synthetic set ({cases} cases) in {data} ...")
         generate(data, n_cases=cases, seed=seed, workers=2, overwrite=True)
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import splits_from_config
-    from remixformer.evaluation.evaluate import data_notes, evaluate_cases
-    from remixformer.models.checkpoint import load_model
-
     first = demo_config(out, modalities[0], cases, epochs, seed)
     table = load_dataset(first.data)
     splits = splits_from_config(table, first.data)

@@ -42,6 +42,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+import torch.nn.functional as F
+
+from remixformer import keys
+from remixformer.models.registry import create_model, resolve_config
+
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI's --help stays fast
     import torch
 
@@ -103,8 +109,6 @@ class SavedTensorCounter:
         return saved
 
     def __enter__(self) -> SavedTensorCounter:
-        import torch
-
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._hooks.__enter__()
         return self
@@ -130,7 +134,7 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
 Forward = Callable[["torch.Tensor"], "torch.Tensor"]  # images (B, 3, S, S) -> logits (B, n)
 
 # timm models shrunk for --quick (CI smoke runs): the same families, a few thousand parameters
-_TINY_TIMM = {
+_TINY_TIMM: dict[str, dict[str, Any]] = {
     "vit_small_patch16_224": {"embed_dim": 32, "depth": 2, "num_heads": 2},
     "swin_tiny_patch4_window7_224": {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2)},
 }
@@ -159,8 +163,6 @@ class BenchModel:
         return {"name": preset, "modalities": self.arch, _SECTIONS[self.arch]: section}
 
     def config(self, size: int, scale: str):
-        from remixformer.models.registry import resolve_config
-
         return resolve_config(**self._model_args(size, scale))
 
     def build(self, size: int, num_classes: int, scale: str) -> tuple[torch.nn.Module, Forward]:
@@ -173,9 +175,6 @@ class BenchModel:
             # windows, padding each stage's grid up to a multiple of 7 as the original Swin does.
             model = timm.create_model(self.arch, img_size=size, num_classes=num_classes, **kwargs)
             return model, model
-        from remixformer import keys
-        from remixformer.models.registry import create_model
-
         model = create_model(**self._model_args(size, scale), tasks=num_classes)
         key = keys.CLINICAL if self.arch == "C" else keys.DERMOSCOPY
 
@@ -297,9 +296,6 @@ def measure_row(
     The first warm-up step counts the bytes saved for backward; then up to ``steps`` steps are timed,
     stopping early (after at least one) once the timed steps took ``step_budget_s`` in total.
     """
-    import torch
-    import torch.nn.functional as F
-
     torch.manual_seed(seed)
     spec = MODELS[model]
     dev = torch.device(device)
@@ -677,7 +673,6 @@ def check_targets(rows: Sequence[Row], size: int, batch: int) -> list[dict[str, 
 
 def machine_info() -> dict[str, Any]:
     import timm
-    import torch
 
     return {
         "platform": platform.platform(),

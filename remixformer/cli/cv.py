@@ -16,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from remixformer.engine.distributed import is_rank_zero
     from remixformer.training.cv import cross_validate
-    from remixformer.training.trainer import is_rank_zero
 
     out = cross_validate(load_run_config(args), args.folds, args.run_dir)
     if is_rank_zero():

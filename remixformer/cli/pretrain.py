@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def split_images_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     """``--images`` is greedy: ``key=value`` items after it that are not existing paths are overrides."""
-    images, overrides = [], []
+    images: list[str] = []
+    overrides: list[str] = []
     for item in items:
         (overrides if _OVERRIDE.match(item) and not Path(item).exists() else images).append(item)
     return images, overrides
@@ -64,9 +65,9 @@ def split_images_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from remixformer.config import resolve
+    from remixformer.engine.distributed import is_rank_zero
     from remixformer.pretrain.config import PretrainConfig
     from remixformer.pretrain.run import pretrain
-    from remixformer.training.trainer import is_rank_zero
 
     images, extra = split_images_and_overrides(args.images)
     overrides = list(args.overrides) + extra

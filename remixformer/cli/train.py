@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from remixformer.engine.distributed import is_rank_zero
     from remixformer.training.run import train
-    from remixformer.training.trainer import is_rank_zero
 
     cfg = load_run_config(args)
     summary = train(cfg, args.run_dir, resume=args.resume)

@@ -116,7 +116,7 @@ class MultiModalDataset(Dataset):
 
     # --- structure -----------------------------------------------------------------------------
     def _make_samples(self, expand: bool) -> list[tuple[int, dict[str, int]]]:
-        samples = []
+        samples: list[tuple[int, dict[str, int]]] = []
         for i in self.indices:
             case = self.table.cases[i]
             if not expand:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from remixformer.data.cases import CaseTable
-from remixformer.data.config import DATASET_NAMES, DataConfig
+from remixformer.data.config import DATASET_NAMES, DEFAULT_MAX_IMAGE_PIXELS, DataConfig
+from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 from remixformer.data.images import BadImageError, missing_file_reason, verify_image
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,6 @@ Loader = Callable[[DataConfig], CaseTable]
 
 
 def _loaders() -> dict[str, Loader]:
-    from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
-
     return {
         "synthetic": synthetic.load,
         "derm7pt": derm7pt.load,
@@ -92,8 +91,6 @@ def find_bad_files(
 ) -> list[BadFile]:
     """Missing image files (and, with ``verify``, unreadable or oversized ones) of the table's cases,
     among the image modalities named in ``modalities`` (C, D)."""
-    from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
-
     max_pixels = max_pixels or DEFAULT_MAX_IMAGE_PIXELS
     bad: list[BadFile] = []
     idx = range(len(table)) if indices is None else indices

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from remixformer.data.cases import SPLITS, CaseTable
+from remixformer.serialization import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,6 @@ def write_splits(
                     "fold": "" if folds is None else int(folds[i]),
                 }
             )
-    from remixformer.serialization import write_text_atomic
 
     path = Path(run_dir) / filename
     frame = pd.DataFrame(rows, columns=["case_id", "group_id", "split", "fold"])

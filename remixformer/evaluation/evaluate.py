@@ -11,8 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from remixformer.config import from_dict
+from remixformer.data.config import DataConfig
 from remixformer.data.loaders import answerable, evaluation_loader
+from remixformer.data.registry import load_dataset
+from remixformer.data.splits import splits_from_config
+from remixformer.evaluation.report import evaluate_predictions, write_report
+from remixformer.evaluation.runner import predict
 from remixformer.keys import IGNORE_INDEX
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
@@ -23,8 +30,6 @@ def align_to_model(table: Any, model: Any) -> Any:
 
     A diagnosis class the model does not know is an error; a task the data lacks is unknown for every case.
     """
-    from remixformer.schema import MetadataSchema
-
     tasks = model.tasks
     if tuple(table.tasks) == tuple(tasks) and (
         model.config.metadata_schema is None or table.schema.to_dict() == model.config.metadata_schema
@@ -73,8 +78,6 @@ def predict_cases(
 ) -> tuple[Any, list[str]]:
     """The model's predictions on ``indices`` of ``table`` (one row per case, samples averaged) and the
     notes a report of them must carry (cases left out, a withheld modality)."""
-    from remixformer.evaluation.runner import predict
-
     if not indices:
         raise ValueError(f"{table.name}: no cases to evaluate")
     if withhold and set(withhold.upper()) - set("CDM"):
@@ -132,8 +135,6 @@ def evaluate_cases(
     :class:`~remixformer.evaluation.thresholds.DecisionRule` whose effect on the macro F1 at 0.5 the
     report shows. ``predictions``: a list that receives the :class:`Predictions` (for callers that
     need them, e.g. to fit a decision rule)."""
-    from remixformer.evaluation.report import evaluate_predictions, write_report
-
     preds, extra = predict_cases(
         model,
         table,
@@ -190,11 +191,6 @@ def checkpoint_cases(
 
     Returns ``(table, indices, split, data_config)``.
     """
-    from remixformer.config import from_dict
-    from remixformer.data.config import DataConfig
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import splits_from_config
-
     extra = getattr(model, "checkpoint_extra", {}) or {}
     data = dict(extra.get("data") or {})
     if manifest:

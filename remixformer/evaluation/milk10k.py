@@ -21,6 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from remixformer.data.datasets.common import find_one
+from remixformer.data.datasets.milk10k import BENCHMARK, TEST_METADATA
+from remixformer.evaluation.evaluate import checkpoint_cases, predict_cases
+from remixformer.evaluation.thresholds import THRESHOLDS_FILE, DecisionRule
+from remixformer.models.checkpoint import load_model
+from remixformer.serialization import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 CLASSES = ("AKIEC", "BCC", "BEN_OTH", "BKL", "DF", "INF", "MAL_OTH", "MEL", "NV", "SCCKA", "VASC")
@@ -51,8 +58,6 @@ def submission_text(lesion_ids: Sequence[str], probs: Any, id_column: str = ID_C
 def write_submission(
     path: str | Path, lesion_ids: Sequence[str], probs: Any, id_column: str = ID_COLUMN
 ) -> Path:
-    from remixformer.serialization import write_text_atomic
-
     return write_text_atomic(Path(path), submission_text(lesion_ids, probs, id_column))
 
 
@@ -238,12 +243,6 @@ def make_submission(
     and write the submission to ``out``; then check the file. ``thresholds``: ``"auto"`` uses the run's
     ``thresholds.json`` (beside ``checkpoints/``) when it has one, a path that file, ``None`` no rule.
     Returns the check and what was done (lesions, rule, data root)."""
-    from remixformer.data.datasets.common import find_one
-    from remixformer.data.datasets.milk10k import BENCHMARK, TEST_METADATA
-    from remixformer.evaluation.evaluate import checkpoint_cases, predict_cases
-    from remixformer.evaluation.thresholds import THRESHOLDS_FILE, DecisionRule
-    from remixformer.models.checkpoint import load_model
-
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
     trained_on = (getattr(model, "checkpoint_extra", {}) or {}).get("dataset")

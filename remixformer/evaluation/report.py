@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from remixformer.evaluation import metrics as M
+from remixformer.evaluation import plots
 from remixformer.evaluation.predictions import Predictions
 from remixformer.tasks import SINGLE, TaskSpec
 
@@ -459,8 +460,6 @@ def write_report(
     ``notes`` (for example "leaky fields included: management", "withheld modality: C") appear in
     both the Markdown and the JSON. Returns ``{file name: path}``.
     """
-    from remixformer.evaluation import plots
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     preds = preds.aggregate_by_case()

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from remixformer.evaluation import metrics as M
+from remixformer.evaluation.report import to_jsonable
+from remixformer.serialization import write_text_atomic
 
 THRESHOLDS_FILE = "thresholds.json"
 _EPS = 1e-6  # thresholds are kept in [eps, 1 - eps] so that the rescaling is defined
@@ -137,9 +139,6 @@ class DecisionRule:
             raise ValueError(f"{where}: {e}") from e
 
     def save(self, path: str | Path) -> Path:
-        from remixformer.evaluation.report import to_jsonable
-        from remixformer.serialization import write_text_atomic
-
         return write_text_atomic(Path(path), json.dumps(to_jsonable(self.to_dict()), indent=2) + "\n")
 
     @classmethod

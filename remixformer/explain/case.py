@@ -20,6 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from remixformer.data.images import to_pil
+from remixformer.evaluation.plots import save_figure
+from remixformer.evaluation.report import to_jsonable
+from remixformer.explain import figures as F
+from remixformer.explain.lsm import centre_in_boxes
 from remixformer.explain.maps import ClinicalMaps, DermoscopyMaps, clinical_maps, dermoscopy_maps
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,6 @@ class CaseExplanation:
         """Per selected crop (best first): does it contain the lesion's centre? None when unknown."""
         if self.lesion is None or self.clinical is None:
             return None
-        from remixformer.explain.lsm import centre_in_boxes
 
         return centre_in_boxes(self.clinical.boxes_in(self.clinical_size), self.lesion[0], self.lesion[1])
 
@@ -60,8 +64,6 @@ class CaseExplanation:
 
     def figures(self, *, templates: bool = True, max_side: int | None = None) -> dict[str, Any]:
         """``{file name: Figure}`` of the branches this case has maps for."""
-        from remixformer.explain import figures as F
-
         side = max_side or F.MAX_SIDE
         diag = f"{self.prediction.diagnosis} ({self.prediction.top_k[0][1]:.2f})"
         out = {}
@@ -84,8 +86,6 @@ class CaseExplanation:
 
     def to_dict(self) -> dict[str, Any]:
         """Every number of the figures (grid-level maps, boxes in original and model pixels)."""
-        from remixformer.evaluation.report import to_jsonable
-
         d: dict[str, Any] = {
             "prediction": self.prediction.to_dict(),
             "checkpoint": self.checkpoint,
@@ -140,8 +140,6 @@ class CaseExplanation:
         """Write the figures (PNG) and their numbers: ``prediction.json``, ``explanation.json``,
         ``clinical_lsm_grid.csv``, ``clinical_boxes.csv``, ``dermoscopy_region.csv``,
         ``dermoscopy_patches.csv``. Returns ``{file name: path}``."""
-        from remixformer.evaluation.plots import save_figure
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}
@@ -265,8 +263,6 @@ def explain_case(
     (path, bytes, PIL image, array) or None. A branch without maps (absent input, or a model without
     that branch or without LSM) gets None and a note.
     """
-    from remixformer.data.images import to_pil
-
     images = {}
     for key, given in (("clinical", clinical), ("dermoscopy", dermoscopy)):
         images[key] = None if given is None else to_pil(given, key, predictor.max_image_pixels)

@@ -26,6 +26,7 @@ import csv
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,11 @@ from torch import nn
 
 from remixformer import keys
 from remixformer.data.loaders import answerable, evaluation_loader
+from remixformer.evaluation import metrics as M
 from remixformer.evaluation.evaluate import align_to_model
+from remixformer.evaluation.predictions import Predictions
+from remixformer.evaluation.report import to_jsonable
+from remixformer.models.branch import BranchOutput
 from remixformer.schema import MetadataSchema
 
 log = logging.getLogger(__name__)
@@ -89,8 +94,6 @@ class ImportanceResult:
         return [self.fields[i] for i in order]
 
     def to_dict(self) -> dict[str, Any]:
-        from remixformer.evaluation.report import to_jsonable
-
         mean, std = self.mean(), self.std()
         return to_jsonable(
             {
@@ -151,8 +154,6 @@ def _fmt(v: float) -> str:
 
 @contextlib.contextmanager
 def _quiet_nan_warnings() -> Iterator[None]:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
@@ -174,8 +175,6 @@ class _BranchReplay(nn.Module):
         self.position = 0
 
     def forward(self, x: torch.Tensor, explain: bool = False):
-        from remixformer.models.branch import BranchOutput
-
         if self.recording:
             out = self.branch(x, explain=False)
             self.outputs.append((out.embedding.detach().cpu(), out.tokens.detach().cpu()))
@@ -234,13 +233,131 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def _score(case_ids: Sequence[str], task: Any, logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(1 + classes,): case-level accuracy and per-class recall (tie rule of the evaluation)."""
-    from remixformer.evaluation import metrics as M
-    from remixformer.evaluation.predictions import Predictions
-
     preds = Predictions.from_logits(case_ids, [task], {task.name: logits}, {task.name: targets})
     preds = preds.aggregate_by_case()
     y, p = preds.targets[task.name], preds.probs[task.name]
     return np.concatenate([[M.accuracy(y, p)], M.per_class_metrics(y, p)["sensitivity"]])
+
+
+def _fields_to_analyse(
+    model: nn.Module, schema: Any, repeats: int, fields: Sequence[str] | None
+) -> tuple[list[str], dict[str, slice], dict[str, int]]:
+    """The fields to shuffle, their slices of the one-hot vector and their index in the schema."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if "M" not in model.modalities:
+        raise ValueError(f"the model does not use metadata (its modalities are {model.modalities})")
+    slices = schema.field_slices()
+    names = list(fields) if fields is not None else list(schema.field_names)
+    unknown = [f for f in names if f not in slices]
+    if unknown or not names:
+        raise ValueError(f"unknown metadata field(s) {unknown}; fields are {schema.field_names}")
+    return names, slices, {f: i for i, f in enumerate(schema.field_names)}
+
+
+@dataclass
+class _FirstPass:
+    """What the unshuffled pass saw, sample by sample (``stored``: the batches without image pixels,
+    when the image branches are replayed)."""
+
+    sample_ids: list[str]
+    meta: torch.Tensor
+    present: torch.Tensor
+    targets: np.ndarray
+    logits: np.ndarray
+    stored: list[dict[str, Any]]
+
+
+def _first_pass(
+    model: nn.Module, loader: Iterable[dict[str, Any]], task: Any, device: torch.device, replay: str
+) -> _FirstPass:
+    """Baseline predictions and the metadata of every sample; the image branches record as they go."""
+    stored: list[dict[str, Any]] = []
+    sample_ids: list[str] = []
+    meta_rows: list[torch.Tensor] = []
+    present_rows: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    logits: list[torch.Tensor] = []
+    for batch in loader:
+        if keys.METADATA not in batch:
+            raise ValueError("the batches hold no metadata; permutation importance needs it")
+        batch = _to_device(batch, device)
+        B = len(batch[keys.CASE_ID])
+        logits.append(model(batch)[keys.LOGITS][task.name].float().cpu())
+        sample_ids += [str(c) for c in batch[keys.CASE_ID]]
+        meta_rows.append(batch[keys.METADATA].cpu())
+        mask = batch.get(keys.METADATA_PRESENT)
+        present_rows.append(torch.ones(B, dtype=torch.bool) if mask is None else mask.bool().cpu())
+        targets.append(batch[keys.TARGETS][task.name].cpu())
+        if replay:
+            stored.append(_light(batch, replay))
+    if not sample_ids:
+        raise ValueError("no cases to analyse: the loader is empty")
+    return _FirstPass(
+        sample_ids,
+        torch.cat(meta_rows),
+        torch.cat(present_rows),
+        torch.cat(targets).numpy(),
+        torch.cat(logits).numpy(),
+        stored,
+    )
+
+
+@dataclass
+class _CaseMetadata:
+    """Metadata per case (samples of one case share it) and which cases may be shuffled."""
+
+    sample_case: np.ndarray  # (samples,): the case index of each sample
+    meta: torch.Tensor  # (cases, metadata_dim)
+    shufflable: np.ndarray  # indices of the cases that have metadata
+    notes: list[str]
+
+
+def _case_metadata(sample_ids: Sequence[str], meta: torch.Tensor, present: torch.Tensor) -> _CaseMetadata:
+    case_of: dict[str, int] = {}
+    sample_case = np.asarray([case_of.setdefault(c, len(case_of)) for c in sample_ids])
+    first = torch.from_numpy(np.unique(sample_case, return_index=True)[1])  # first sample of each case
+    case_meta = meta[first]
+    if not torch.equal(case_meta[sample_case], meta):
+        raise ValueError("samples of one case carry different metadata")
+    case_present = present[first].numpy()
+    shufflable = np.flatnonzero(case_present)
+    notes = []
+    if len(shufflable) < len(case_of):
+        notes.append(
+            f"{len(case_of) - len(shufflable)} case(s) without metadata keep theirs (never shuffled)"
+        )
+    if len(shufflable) < 2:
+        raise ValueError(f"{len(shufflable)} case(s) with metadata: nothing to shuffle")
+    return _CaseMetadata(sample_case, case_meta, shufflable, notes)
+
+
+def _predict_again(
+    model: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    replays: dict[str, _BranchReplay],
+    sample_ids: Sequence[str],
+    per_sample_meta: torch.Tensor,
+    task: Any,
+    device: torch.device,
+) -> np.ndarray:
+    """The model's logits on the same samples with their metadata replaced by ``per_sample_meta``:
+    from the stored batches with the image branches replayed, or by re-reading the loader."""
+    for r in replays.values():
+        r.rewind()
+    out, start = [], 0
+    for batch in batches:
+        batch = _to_device(batch, device) if not replays else batch
+        B = len(batch[keys.CASE_ID])
+        if [str(c) for c in batch[keys.CASE_ID]] != list(sample_ids[start : start + B]):
+            raise ValueError("the loader gave other cases on a second pass; it must not shuffle")
+        batch = dict(batch)
+        batch[keys.METADATA] = per_sample_meta[start : start + B].to(device)
+        out.append(model(batch)[keys.LOGITS][task.name].float().cpu())
+        start += B
+    if start != len(sample_ids):
+        raise ValueError("the loader gave fewer cases on a second pass")
+    return torch.cat(out).numpy()
 
 
 def permutation_importance(
@@ -257,16 +374,7 @@ def permutation_importance(
     """Permutation importance of each metadata field of ``schema`` (a ``MetadataSchema``) for the
     diagnosis (the model's first task), on the labelled cases of ``loader`` (batches of the
     ``remixformer.keys`` contract; their metadata must be encoded with ``schema``)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    if "M" not in model.modalities:
-        raise ValueError(f"the model does not use metadata (its modalities are {model.modalities})")
-    slices = schema.field_slices()
-    names = list(fields) if fields is not None else list(schema.field_names)
-    unknown = [f for f in names if f not in slices]
-    if unknown or not names:
-        raise ValueError(f"unknown metadata field(s) {unknown}; fields are {schema.field_names}")
-    field_index = {f: i for i, f in enumerate(schema.field_names)}
+    names, slices, field_index = _fields_to_analyse(model, schema, repeats, fields)
     task = model.tasks[0]
     device = torch.device(device)
     model = model.to(device).eval()
@@ -275,89 +383,33 @@ def permutation_importance(
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         replays = stack.enter_context(_replaying(model, replay)) if replay else {}
-        # pass 1: baseline predictions, the metadata of every case, the image branches recorded
-        stored: list[dict[str, Any]] = []
-        sample_ids: list[str] = []
-        meta_rows: list[torch.Tensor] = []
-        present_rows: list[torch.Tensor] = []
-        targets: list[torch.Tensor] = []
-        logits: list[torch.Tensor] = []
-        for batch in loader:
-            if keys.METADATA not in batch:
-                raise ValueError("the batches hold no metadata; permutation importance needs it")
-            batch = _to_device(batch, device)
-            B = len(batch[keys.CASE_ID])
-            logits.append(model(batch)[keys.LOGITS][task.name].float().cpu())
-            sample_ids += [str(c) for c in batch[keys.CASE_ID]]
-            meta_rows.append(batch[keys.METADATA].cpu())
-            mask = batch.get(keys.METADATA_PRESENT)
-            present_rows.append(torch.ones(B, dtype=torch.bool) if mask is None else mask.bool().cpu())
-            targets.append(batch[keys.TARGETS][task.name].cpu())
-            if replay:
-                stored.append(_light(batch, replay))
-        if not sample_ids:
-            raise ValueError("no cases to analyse: the loader is empty")
-        y = torch.cat(targets).numpy()
-        base_logits = torch.cat(logits).numpy()
-        baseline = _score(sample_ids, task, base_logits, y)
+        seen = _first_pass(model, loader, task, device, replay)  # the image branches recorded
+        sample_ids, y = seen.sample_ids, seen.targets
+        baseline = _score(sample_ids, task, seen.logits, y)
         labelled = int(len(set(c for c, t in zip(sample_ids, y) if t >= 0)))
         if labelled == 0:
             raise ValueError("none of the cases has a known diagnosis")
-
-        # case-level metadata: samples of one case share it
-        meta = torch.cat(meta_rows)
-        present = torch.cat(present_rows)
-        case_of: dict[str, int] = {}
-        sample_case = np.asarray([case_of.setdefault(c, len(case_of)) for c in sample_ids])
-        first = torch.from_numpy(np.unique(sample_case, return_index=True)[1])  # first sample of each case
-        case_meta = meta[first]
-        if not torch.equal(case_meta[sample_case], meta):
-            raise ValueError("samples of one case carry different metadata")
-        case_present = present[first].numpy()
-        shufflable = np.flatnonzero(case_present)
-        notes = []
-        if len(shufflable) < len(case_of):
-            notes.append(
-                f"{len(case_of) - len(shufflable)} case(s) without metadata keep theirs (never shuffled)"
-            )
-        if len(shufflable) < 2:
-            raise ValueError(f"{len(shufflable)} case(s) with metadata: nothing to shuffle")
+        cases = _case_metadata(sample_ids, seen.meta, seen.present)
+        batches: Iterable[dict[str, Any]] = seen.stored if replay else loader
 
         def predict(new_case_meta: torch.Tensor) -> np.ndarray:
-            per_sample = new_case_meta[sample_case]
-            out, start = [], 0
-            if replay:
-                for r in replays.values():
-                    r.rewind()
-                batches: Iterable[dict[str, Any]] = stored
-            else:
-                batches = loader
-            for batch in batches:
-                batch = _to_device(batch, device) if not replay else batch
-                B = len(batch[keys.CASE_ID])
-                if [str(c) for c in batch[keys.CASE_ID]] != sample_ids[start : start + B]:
-                    raise ValueError("the loader gave other cases on a second pass; it must not shuffle")
-                batch = dict(batch)
-                batch[keys.METADATA] = per_sample[start : start + B].to(device)
-                out.append(model(batch)[keys.LOGITS][task.name].float().cpu())
-                start += B
-            if start != len(sample_ids):
-                raise ValueError("the loader gave fewer cases on a second pass")
-            return torch.cat(out).numpy()
+            per_sample = new_case_meta[cases.sample_case]
+            return _predict_again(model, batches, replays, sample_ids, per_sample, task, device)
 
         if replay:  # the replayed branches give back exactly what the model computed
-            again = predict(case_meta)
-            if not np.allclose(again, base_logits, rtol=1e-5, atol=1e-5):
+            again = predict(cases.meta)
+            if not np.allclose(again, seen.logits, rtol=1e-5, atol=1e-5):
                 raise RuntimeError("replaying the image branches changed the predictions")
 
         drops = np.full((repeats, len(names), 1 + task.num_classes), np.nan)
+        shufflable = cases.shufflable
         for r in range(repeats):
             for i, name in enumerate(names):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, r, field_index[name]]))
                 perm = shufflable[rng.permutation(len(shufflable))]
                 sl = slices[name]
-                shuffled = case_meta.clone()
-                shuffled[shufflable, sl] = case_meta[perm, sl]
+                shuffled = cases.meta.clone()
+                shuffled[shufflable, sl] = cases.meta[perm, sl]
                 drops[r, i] = baseline - _score(sample_ids, task, predict(shuffled), y)
             log.info("permutation importance: repeat %d/%d done", r + 1, repeats)
 
@@ -373,7 +425,7 @@ def permutation_importance(
         support=support,
         n_cases=labelled,
         seed=seed,
-        notes=notes,
+        notes=cases.notes,
     )
 
 

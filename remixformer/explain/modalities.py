@@ -22,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from remixformer.evaluation.plots import plot_fold_comparison, save_figure
+from remixformer.evaluation.report import to_jsonable
+from remixformer.evaluation.stats import PAPER_HEADINGS, cv_table, load_cv_results, mean_std
+
 log = logging.getLogger(__name__)
 
 CV_FILE = "cv_results.json"
@@ -38,8 +42,6 @@ class ModalityComparison:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        from remixformer.evaluation.stats import mean_std
-
         out = {}
         for label, v in self.values.items():
             mean, std, n = mean_std(v)
@@ -47,8 +49,6 @@ class ModalityComparison:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from remixformer.evaluation.report import to_jsonable
-
         return to_jsonable(
             {
                 "metric": self.metric,
@@ -61,16 +61,11 @@ class ModalityComparison:
 
     def table(self, reference: str | None = None) -> str:
         """Markdown mean ± std per label; with ``reference`` a paired t-test column (same counts)."""
-        from remixformer.evaluation.stats import cv_table
-
         runs = {label: [{self.metric: x} for x in v] for label, v in self.values.items()}
         return cv_table(runs, [self.metric], reference=reference, test_metric=self.metric)
 
     def save(self, out_dir: str | os.PathLike[str], *, reference: str | None = None) -> dict[str, Path]:
         """Write modalities.png, modalities.csv, modalities.json and modalities.md into ``out_dir``."""
-        from remixformer.evaluation.plots import plot_fold_comparison, save_figure
-        from remixformer.evaluation.stats import PAPER_HEADINGS
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         heading = PAPER_HEADINGS.get(self.metric, self.metric)
@@ -157,8 +152,6 @@ def load_modality_results(
 
     ``labels``: one per input (inputs sharing a label are pooled), or None to read them from the inputs.
     """
-    from remixformer.evaluation.stats import load_cv_results
-
     if not inputs:
         raise ValueError("no inputs: give cv run folders, cv_results.json or evaluate report.json files")
     if labels is not None and len(labels) != len(inputs):

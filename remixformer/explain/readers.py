@@ -28,6 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from remixformer.evaluation import metrics as M
+from remixformer.evaluation.plots import OperatingPoint, plot_roc_curves, save_figure
+from remixformer.evaluation.report import to_jsonable
+from remixformer.explain.figures import plot_reader_accuracy, plot_reader_stages
 from remixformer.keys import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -211,8 +215,6 @@ class ReaderComparison:
 
     def operating_points(self) -> list[Any]:
         """:class:`~remixformer.evaluation.plots.OperatingPoint` of every reader and group mean."""
-        from remixformer.evaluation.plots import OperatingPoint
-
         out = []
         for p in self.points:
             if np.isnan(p["sensitivity"]) or np.isnan(p["specificity"]):
@@ -227,8 +229,6 @@ class ReaderComparison:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from remixformer.evaluation.report import to_jsonable
-
         return to_jsonable(
             {
                 "classes": self.classes,
@@ -245,8 +245,6 @@ class ReaderComparison:
 
     def roc_figure(self, title: str | None = None) -> Any:
         """The model's ROC curves (one panel per class, or the one class) with the readers' points."""
-        from remixformer.evaluation.plots import plot_roc_curves
-
         ops = self.operating_points()
         if self.focus is not None:
             c = self.classes.index(self.focus)
@@ -268,15 +266,11 @@ class ReaderComparison:
 
     def accuracy_figure(self, title: str | None = None) -> Any:
         """Each reader's accuracy, a box per group, and the model's (Fig. 11b, right)."""
-        from remixformer.explain.figures import plot_reader_accuracy
-
         return plot_reader_accuracy(self.reader_accuracy, self.model["accuracy"], title=title)
 
     def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         """Write readers_roc.png, readers_accuracy.png, reader_points.csv, reader_accuracy.csv,
         reader_groups.csv and readers.json into ``out_dir``; returns ``{name: path}``."""
-        from remixformer.evaluation.plots import save_figure
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}
@@ -330,7 +324,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def _mean_std(values: Sequence[Any]) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
     if v.size == 0:
@@ -348,8 +342,6 @@ def compare_readers(
     diagnosis is unknown are left out with a note. A study with several stages is compared one stage
     at a time (:meth:`ReaderStudy.for_stage`, or :func:`compare_reader_stages`).
     """
-    from remixformer.evaluation import metrics as M
-
     if len(study.stages) > 1:
         raise ValueError(
             f"{study.source}: the answers are from {len(study.stages)} stages {study.stages}; "
@@ -512,8 +504,6 @@ class StageComparison:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from remixformer.evaluation.report import to_jsonable
-
         return to_jsonable(
             {
                 "stages": list(self.by_stage),
@@ -525,8 +515,6 @@ class StageComparison:
     def figure(self, title: str | None = None) -> Any:
         """Accuracy by stage: each group's mean (error bar: std over readers), each reader as a dot,
         the model on the study's cases as a dashed line (the paper's Fig. 11a)."""
-        from remixformer.explain.figures import plot_reader_stages
-
         readers = [{**r, "stage": stage} for stage, cmp in self.by_stage.items() for r in cmp.reader_accuracy]
         model = {stage: cmp.model["accuracy"] for stage, cmp in self.by_stage.items()}
         return plot_reader_stages(readers, list(self.by_stage), model, title=title)
@@ -534,8 +522,6 @@ class StageComparison:
     def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         """Each stage's files (:meth:`ReaderComparison.save`) in ``<out>/<stage>/``, plus
         ``reader_stages.csv``, ``readers_stages.png`` and ``reader_stages.json`` in ``out``."""
-        from remixformer.evaluation.plots import save_figure
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}

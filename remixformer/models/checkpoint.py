@@ -14,6 +14,8 @@ import torch
 
 from remixformer.config import ConfigError, from_dict, to_dict
 from remixformer.models.config import ModelConfig
+from remixformer.models.registry import build_model
+from remixformer.schema import MetadataSchema
 from remixformer.serialization import CheckpointError, read_safetensors, save_tensors
 
 FORMAT = "remixformer-model"
@@ -53,8 +55,6 @@ def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any],
     """Config, extras and tensors of a model file, every header field checked (CheckpointError naming
     the file and the field): the format and its version, the config (keys, types, sizes), the metadata
     schema and its width, the extras (a JSON object)."""
-    from remixformer.schema import MetadataSchema
-
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -102,8 +102,6 @@ def check_finite(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
 def check_shapes(path: str | Path, cfg: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
     """The model the config describes, built on the meta device (no memory), must have exactly the
     file's tensors: a config edited to ask for other (or huge) sizes is refused before any allocation."""
-    from remixformer.models.registry import build_model
-
     try:
         with torch.device("meta"):
             skeleton = build_model(cfg, load_pretrained=False)
@@ -138,8 +136,6 @@ def check_shapes(path: str | Path, cfg: ModelConfig, tensors: dict[str, torch.Te
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from its stored config and load the weights strictly, after checking every
     header field, that the weights are finite and that their shapes are the config's."""
-    from remixformer.models.registry import build_model
-
     cfg, extra, tensors = read_checkpoint_info(path)
     check_finite(path, tensors)
     check_shapes(path, cfg, tensors)

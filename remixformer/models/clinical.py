@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from remixformer.layers.attention import CrossAttentionBlock
-from remixformer.models.branch import BranchOutput
+from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.cls_swin import CLSSwinEncoder, CLSSwinStage
 from remixformer.models.config import ClinicalConfig
 from remixformer.models.lesion_selection import LesionSelection
@@ -215,6 +215,10 @@ class ClinicalBranch(nn.Module):
         P = l_patch.shape[1]
         l_patch = l_patch.reshape(B, K * P, C)
         return l_cls, l_patch, weights.repeat_interleave(P, dim=1)  # B, K*P: the crop's weight per token
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters without weight decay (:func:`~remixformer.models.branch.no_weight_decay_names`)."""
+        return no_weight_decay_names(self)
 
     def forward(self, images: torch.Tensor, explain: bool = False) -> BranchOutput:
         """``images``: (B, 3, H, W) full-resolution photos (``cfg.image_size``)."""

@@ -82,6 +82,9 @@ class CLSWindowAttention(nn.Module):
         # the paper names none; drop path (stochastic depth) is the block's only regulariser
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"relative_position_bias_table"}
+
     def forward(
         self,
         cls: torch.Tensor,
@@ -362,6 +365,9 @@ class CLSSwinEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         grid = x.shape[1] // 2 if stage.downsample is not None else x.shape[1]
         return stage(cls, x, self.stage_window(index, grid), hide_cls, need_scores)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token"}
 
     def forward(
         self, images: torch.Tensor, hide_cls: bool = False, need_scores: bool = False

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from remixformer.layers.attention import attention_probs
 from remixformer.layers.stem import ConvStemPatchEmbed
-from remixformer.models.branch import BranchOutput
+from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.config import DermoscopyConfig
 
 
@@ -154,6 +154,9 @@ class MultiScaleTextureAttention(nn.Module):
         out = self.proj(e.flatten(1))  # concatenate + linear
         return out, (c if need_assignment else None)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"templates", "scales"}
+
 
 class HighResolutionWindowEncoder(nn.Module):
     """HRWE: cut S x S into (S/w)^2 windows, encode each with T_phi1 (+ MSTA), chunk by chunk."""
@@ -224,7 +227,7 @@ class HighResolutionWindowEncoder(nn.Module):
         emb = torch.cat(embs).view(B, grid[0] * grid[1], -1)
         maps = {}
         if explain and atts and atts[0] is not None:  # a Swin window encoder has no class-token attention
-            p = self.encoder.grid
+            p = int(self.encoder.grid)
             att = torch.cat(atts).view(B, grid[0], grid[1], p, p)
             maps["window_attention"] = att.permute(0, 1, 3, 2, 4).reshape(B, grid[0] * p, grid[1] * p)
             if self.msta is not None:
@@ -257,6 +260,9 @@ class RegionEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         trunc_normal_(self.cls_token, std=0.02)
         trunc_normal_(self.pos_embed, std=0.02)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token", "pos_embed"}
 
     def forward(self, windows: torch.Tensor, grid: tuple[int, int], explain: bool = False):
         """``windows``: (B, nW, d) -> tokens (B, 1 + nW, d) and the region-level cls attention (B, nW)."""
@@ -303,6 +309,10 @@ class DermoscopyBranch(nn.Module):
     def window_encoder(self) -> nn.Module:
         """T_phi1 (or the single-level encoder): the part that takes DINO / ImageNet weights."""
         return self.hrwe.encoder if self.hrwe is not None else self.single_level
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters without weight decay (:func:`~remixformer.models.branch.no_weight_decay_names`)."""
+        return no_weight_decay_names(self)
 
     def forward(self, images: torch.Tensor, explain: bool = False) -> BranchOutput:
         """``images``: (B, 3, S, S) at ``cfg.image_size``."""

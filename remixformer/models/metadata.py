@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remixformer.models.branch import BranchOutput
+from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.config import MetadataConfig
 
 
@@ -21,6 +21,10 @@ class MetadataBranch(nn.Module):
         self.norm = nn.BatchNorm1d(cfg.hidden_dim)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.out_dim = self.token_dim = cfg.hidden_dim
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters without weight decay (:func:`~remixformer.models.branch.no_weight_decay_names`)."""
+        return no_weight_decay_names(self)
 
     def forward(self, x: torch.Tensor, explain: bool = False) -> BranchOutput:
         h = self.linear(x)

@@ -9,8 +9,15 @@ allocates no weights. All rows are on X-SkinTumor-12: 12 classes, its metadata s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
+
+import torch
+
+from remixformer.models.registry import create_model
+from remixformer.schema import MetadataSchema
 
 CLASSES = 12
 DERMOSCOPY_2048 = {"image_size": 2048}
@@ -221,11 +228,6 @@ ROWS: tuple[PaperRow, ...] = (
 
 
 def _metadata_dim() -> int:
-    import json
-    from importlib import resources
-
-    from remixformer.schema import MetadataSchema
-
     text = resources.files("remixformer.data.schemas").joinpath("xskintumor12.json").read_text()
     return MetadataSchema.from_dict(json.loads(text)).dim
 
@@ -240,9 +242,6 @@ def row_overrides(row: PaperRow) -> dict[str, Any]:
 
 def count_row(row: PaperRow, metadata_dim: int | None = None) -> float | None:
     """Our parameter count of ``row`` in millions (None when the row cannot be built), on the meta device."""
-    import torch
-
-    from remixformer import create_model
 
     if row.overrides is None:
         return None
@@ -258,7 +257,6 @@ def count_row(row: PaperRow, metadata_dim: int | None = None) -> float | None:
 def reference_size(name: str) -> float:
     """A timm model's size in millions with its classifier off, counted on the meta device."""
     import timm
-    import torch
 
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False, num_classes=0)

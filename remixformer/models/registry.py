@@ -13,6 +13,14 @@ from typing import Any
 
 from remixformer.config import ConfigError, deep_merge, from_dict, to_dict
 from remixformer.models.config import ModelConfig
+from remixformer.models.remixformer import RemixFormer
+from remixformer.models.weights import (
+    load_clinical_weights,
+    load_region_encoder_weights,
+    load_window_encoder_weights,
+)
+from remixformer.schema import MetadataSchema
+from remixformer.tasks import normalize_tasks
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +185,6 @@ def create_model(
     path or ``timm:<name>`` (hub, needs internet); ``pretrained=True`` is shorthand for the paper's timm
     weights for all three.
     """
-    from remixformer.tasks import normalize_tasks
-
     if metadata_schema is not None and metadata_dim is None:
         metadata_dim = _schema_dim(metadata_schema)
     if pretrained:
@@ -204,13 +210,6 @@ def create_model(
 
 def build_model(cfg: ModelConfig, load_pretrained: bool = True):
     """Model from a full config; pretrained weights named in it are loaded (unless told not to)."""
-    from remixformer.models.remixformer import RemixFormer
-    from remixformer.models.weights import (
-        load_clinical_weights,
-        load_region_encoder_weights,
-        load_window_encoder_weights,
-    )
-
     model = RemixFormer(cfg)
     if load_pretrained:
         if cfg.clinical.pretrained and "C" in model.branches:
@@ -234,8 +233,6 @@ def build_model(cfg: ModelConfig, load_pretrained: bool = True):
 
 
 def _schema_dim(schema: dict[str, Any]) -> int:
-    from remixformer.schema import MetadataSchema
-
     return MetadataSchema.from_dict(schema).dim
 
 

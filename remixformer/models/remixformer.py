@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from remixformer import keys
-from remixformer.models.branch import BranchOutput
+from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.clinical import ClinicalBranch
 from remixformer.models.config import ModelConfig
 from remixformer.models.dermoscopy import DermoscopyBranch
@@ -123,6 +123,10 @@ class RemixFormer(nn.Module):
             rows = (~anything).nonzero().flatten().tolist()
             raise ValueError(f"case(s) at batch rows {rows} have none of the modalities {self.modalities}")
         return inputs, present, B
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters without weight decay (:func:`~remixformer.models.branch.no_weight_decay_names`)."""
+        return no_weight_decay_names(self)
 
     def forward(self, batch: dict[str, Any], explain: bool = False) -> dict[str, Any]:
         inputs, present, B = self._inputs(batch)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,6 @@ def read_state_dict(source: str, timm_name: str) -> dict[str, torch.Tensor]:
         raise WeightLoadError(f"weights file not found: {path} (expected a state dict of timm's {timm_name})")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -103,7 +102,7 @@ def unwrap_state_dict(sd: object, where: object = "weights") -> dict[str, torch.
     return out
 
 
-def _check_fit(sd: dict[str, torch.Tensor], ref: nn.Module, source: str, what: str) -> None:
+def _check_fit(sd: dict[str, torch.Tensor], ref: nn.Module, source: str, what: str, hint: str = "") -> None:
     expected = ref.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -120,7 +119,9 @@ def _check_fit(sd: dict[str, torch.Tensor], ref: nn.Module, source: str, what: s
             parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:4]})")
         if wrong:
             parts.append(f"wrong shapes {wrong[:4]}")
-        raise WeightLoadError(f"{source}: does not fit {what}: " + "; ".join(parts))
+        raise WeightLoadError(
+            f"{source}: does not fit {what}: " + "; ".join([*parts, *([hint] if hint else [])])
+        )
 
 
 _CONV_STEM_KEY = re.compile(r"(^|\.)patch_embed\.proj\.\d+\.")
@@ -221,15 +222,22 @@ def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
     return LoadReport(source, "clinical branch (CLS-Swin G and L)", sorted(loaded), sorted(new), g.dropped)
 
 
-def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
-    """ViT weights (timm's ``vit_small_patch16_224.dino``, a DINO checkpoint, or our ``pretrain`` export)
-    into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
+def load_vit_weights(
+    vit: nn.Module,
+    source: str,
+    what: str,
+    *,
+    timm_name: str = "vit_small_patch16_224.dino",
+    hint: str = "",
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """ViT weights (``timm:<name>``, a DINO checkpoint, a timm state dict or our ``pretrain`` export) into
+    a timm ``VisionTransformer`` strictly: the head dropped, the patch embedding checked against
+    ``dermoscopy.conv_stem``, position embeddings resized to its grid by timm's filter. Returns the
+    loaded state dict and the dropped source entries. ``what`` names the target and ``hint`` says what
+    to do in the error when the weights do not fit."""
     from timm.models.vision_transformer import checkpoint_filter_fn as vit_filter
 
-    if hasattr(branch.window_encoder, "swin"):
-        return _load_swin_window_encoder(branch, source)
-    vit = branch.window_encoder.vit
-    raw = read_state_dict(source, "vit_small_patch16_224.dino")
+    raw = read_state_dict(source, timm_name)
     dropped = sorted(k for k in raw if k.startswith("head"))
     raw = {k: v for k, v in raw.items() if not k.startswith("head")}
     check_patch_embedding(raw, vit.patch_embed, source, "dermoscopy.conv_stem")
@@ -237,8 +245,20 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
         sd = vit_filter(raw, vit)
     except Exception as e:
         raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
-    _check_fit(sd, vit, source, f"a ViT window encoder (width {vit.embed_dim}, depth {len(vit.blocks)})")
+    _check_fit(sd, vit, source, what, hint)
     vit.load_state_dict(sd, strict=True)
+    return sd, dropped
+
+
+def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
+    """ViT weights (timm's ``vit_small_patch16_224.dino``, a DINO checkpoint, or our ``pretrain`` export)
+    into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
+    if hasattr(branch.window_encoder, "swin"):
+        return _load_swin_window_encoder(branch, source)
+    vit = branch.window_encoder.vit
+    sd, dropped = load_vit_weights(
+        vit, source, f"a ViT window encoder (width {vit.embed_dim}, depth {len(vit.blocks)})"
+    )
     prefix = "hrwe.encoder.vit." if branch.hrwe is not None else "single_level.vit."
     new = [n for n, _ in branch.named_parameters() if not n.startswith(prefix)]
     return LoadReport(source, "dermoscopy window encoder T_phi1", [prefix + k for k in sd], new, dropped)

@@ -8,11 +8,11 @@ from typing import Any
 
 import lightning as L
 
+from remixformer.engine.callbacks import STATE_FILE
 from remixformer.pretrain.export import EXPORT_NAME, export_backbone
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "last.state.safetensors"  # the training state for --resume (tensors + JSON, never pickled)
 ENTROPY_KEY = "pretrain/teacher_entropy_ratio"
 MEAN_ENTROPY_KEY = "pretrain/teacher_mean_entropy_ratio"
 

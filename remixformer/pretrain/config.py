@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
+from remixformer.engine.trainer import TrainerConfig
+from remixformer.models.registry import resolve_config
 
 LOCAL_FRACTION = 96 / 256  # DINO's local views (96^2) relative to its global views (the paper's 256^2)
 
@@ -167,21 +169,6 @@ class OptimConfig:
 
 
 @dataclass
-class PretrainTrainerConfig:
-    """Devices, precision and logging; the same Lightning machinery as supervised training."""
-
-    precision: str = "32-true"  # "16-mixed" / "bf16-mixed" on GPUs
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # auto picks DDP when several devices are used
-    progress_bar: bool = True
-    log_every_n_steps: int = 10
-    limit_train_batches: float = 1.0  # fraction (or number) of batches per epoch
-    deterministic: bool = False
-
-
-@dataclass
 class PretrainConfig:
     name: str = "dino"
     output_dir: str = "runs/pretrain"
@@ -192,7 +179,7 @@ class PretrainConfig:
     crops: CropsConfig = field(default_factory=CropsConfig)
     dino: DINOConfig = field(default_factory=DINOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: PretrainTrainerConfig = field(default_factory=PretrainTrainerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # shared with training runs
     # images of a data set's cases instead of folders: the data section of a training run (same
     # protocol, fold and seed give the same split), and which of its splits to take images from
     data: DataConfig | None = None
@@ -236,8 +223,6 @@ RESUMABLE_CHANGES = (
 
 def dermoscopy_config(cfg: PretrainConfig):
     """The ``DermoscopyConfig`` of the backbone preset with the overrides: the T_phi1 being pretrained."""
-    from remixformer.models.registry import resolve_config
-
     try:
         return resolve_config(
             cfg.backbone.preset, modalities="D", dermoscopy=dict(cfg.backbone.dermoscopy)
@@ -248,8 +233,6 @@ def dermoscopy_config(cfg: PretrainConfig):
 
 def clinical_config(cfg: PretrainConfig):
     """The ``ClinicalConfig`` of the backbone preset with the overrides: the CLS-Swin being pretrained."""
-    from remixformer.models.registry import resolve_config
-
     try:
         return resolve_config(
             cfg.backbone.preset, modalities="C", clinical=dict(cfg.backbone.clinical)

@@ -17,19 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def distributed_world() -> int:
-    """The number of processes when ``torch.distributed`` is initialised, else 1."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return 1
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over processes in place when running distributed; a no-op on one process."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(t)
-    return t
+from remixformer.engine.distributed import all_reduce_sum, world_size
 
 
 class DINOLoss(nn.Module):
@@ -84,7 +72,7 @@ class DINOLoss(nn.Module):
         """EMA of the teacher's batch mean over all processes."""
         batch_sum = teacher_out.detach().float().sum(dim=0, keepdim=True)
         all_reduce_sum(batch_sum)
-        batch_center = batch_sum / (teacher_out.shape[0] * distributed_world())
+        batch_center = batch_sum / (teacher_out.shape[0] * world_size())
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
 
 

@@ -18,6 +18,10 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from remixformer.layers.stem import ConvStemPatchEmbed
+from remixformer.models.branch import no_weight_decay_names
+from remixformer.models.cls_swin import CLSSwinEncoder
+from remixformer.models.weights import WeightLoadError, load_cls_swin_encoder, load_vit_weights
 from remixformer.pretrain.config import PretrainConfig, clinical_config, dermoscopy_config
 from remixformer.pretrain.heads import DINOHead
 from remixformer.pretrain.loss import DINOLoss, entropy_stats
@@ -30,11 +34,7 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
     clinical CLS-Swin encoder G."""
     from timm.layers import PatchEmbed
 
-    from remixformer.layers.stem import ConvStemPatchEmbed
-
     if cfg.backbone.encoder == "clinical_encoder":
-        from remixformer.models.cls_swin import CLSSwinEncoder
-
         c = clinical_config(cfg)
         if c.backbone != "cls_swin":
             raise ValueError(
@@ -76,7 +76,7 @@ def build_backbone(cfg: PretrainConfig, drop_path_rate: float | None = None) -> 
 
 
 def backbone_width(backbone: nn.Module) -> int:
-    return backbone.embed_dim if isinstance(backbone, VisionTransformer) else backbone.num_features
+    return int(backbone.embed_dim if isinstance(backbone, VisionTransformer) else backbone.num_features)
 
 
 def class_token(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,10 @@ class Encoder(nn.Module):
         self.backbone = backbone
         self.head = head
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters without weight decay (:func:`~remixformer.models.branch.no_weight_decay_names`)."""
+        return no_weight_decay_names(self)
+
     def forward(self, *groups: torch.Tensor) -> torch.Tensor:
         cls = [class_token(self.backbone, g) for g in groups if g.numel()]  # each: n_g, d
         return self.head(torch.cat(cls))  # sum n_g, K
@@ -104,41 +108,14 @@ def load_backbone_weights(backbone: nn.Module, source: str) -> list[str]:
     """ViT weights (``timm:<name>``, a DINO checkpoint, a timm state dict or our export) into
     ``backbone`` strictly, position embeddings resized to its grid; or, for a CLS-Swin backbone, an
     export of a clinical-encoder pretraining. Returns the dropped entries (heads)."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
-    from remixformer.models.weights import (
-        WeightLoadError,
-        check_patch_embedding,
-        load_cls_swin_encoder,
-        read_state_dict,
-    )
-
     if not isinstance(backbone, VisionTransformer):
         return load_cls_swin_encoder(backbone, source).dropped
-
-    raw = read_state_dict(source, "vit_small_patch16_224.dino")
-    dropped = sorted(k for k in raw if k.startswith("head"))
-    raw = {k: v for k, v in raw.items() if not k.startswith("head")}
-    check_patch_embedding(raw, backbone.patch_embed, source, "dermoscopy.conv_stem")
-    try:
-        sd = checkpoint_filter_fn(raw, backbone)
-    except Exception as e:
-        raise WeightLoadError(f"{source}: not ViT weights of the expected layout ({e})") from e
-    expected = backbone.state_dict()
-    missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
-    wrong = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in sorted(set(sd) & set(expected))
-        if sd[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise WeightLoadError(
-            f"{source}: does not fit the backbone "
-            f"(width {backbone.embed_dim}, depth {len(backbone.blocks)}): "
-            f"missing {missing[:4]}, unexpected {unexpected[:4]}, wrong shapes {wrong[:4]}; "
-            "set backbone.init_weights to weights of this preset's ViT, or null to start from scratch"
-        )
-    backbone.load_state_dict(sd, strict=True)
+    _, dropped = load_vit_weights(
+        backbone,
+        source,
+        f"the backbone (width {backbone.embed_dim}, depth {len(backbone.blocks)})",
+        hint="set backbone.init_weights to weights of this preset's ViT, or null to start from scratch",
+    )
     return dropped
 
 
@@ -168,8 +145,6 @@ class DINOMetaArch(nn.Module):
         A ``timm:`` source that cannot be fetched (no internet) falls back to random initialisation with
         a warning; a file that is missing or does not fit is an error.
         """
-        from remixformer.models.weights import WeightLoadError
-
         if not source:
             return "backbone from scratch (random initialisation)"
         try:
@@ -210,12 +185,12 @@ class DINOMetaArch(nn.Module):
     # --- optimisation helpers --------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
         """Student parameters with weight decay (matrices) and without (biases, norms, tokens, positions)."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        exempt = self.student.no_weight_decay()
         for name, p in self.student.named_parameters():
-            if not p.requires_grad:
-                continue
-            no_wd = name.endswith(("cls_token", "pos_embed", "relative_position_bias_table"))
-            (no_decay if p.ndim <= 1 or no_wd else decay).append(p)
+            if p.requires_grad:
+                (no_decay if name in exempt else decay).append(p)
         return [
             {"params": decay, "apply_wd": True},
             {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from remixformer.engine.distributed import weight_checksums
 from remixformer.pretrain.config import PretrainConfig
 from remixformer.pretrain.meta_arch import DINOMetaArch
 from remixformer.pretrain.schedules import Schedules
@@ -137,16 +138,7 @@ class DINOModule(L.LightningModule):
 
     def on_fit_end(self) -> None:
         """A checksum of the teacher on every process (they must agree under DDP)."""
-        with torch.no_grad():
-            local = float(
-                sum(p.double().sum().item() * (i + 1) for i, p in enumerate(self.meta.teacher.parameters()))
-            )
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, local)
-            self.teacher_checksums = [float(g) for g in gathered]
-        else:
-            self.teacher_checksums = [local]
+        self.teacher_checksums = weight_checksums(self.meta.teacher.parameters())
 
 
 class WindowDataModule(L.LightningDataModule):

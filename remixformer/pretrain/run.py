@@ -22,9 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remixformer.config import dump_yaml, flatten_dict, from_dict, load_yaml, to_dict
+from remixformer.config import from_dict, load_yaml
+from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
+from remixformer.engine.trainer import build_trainer
+from remixformer.pretrain.augment import MultiCrop
+from remixformer.pretrain.callbacks import CollapseGuard, PretrainCheckpoint, epoch_metric
 from remixformer.pretrain.config import RESUMABLE_CHANGES, PretrainConfig, resolve_sizes
-from remixformer.training.trainer import is_rank_zero
+from remixformer.pretrain.meta_arch import DINOMetaArch
+from remixformer.pretrain.module import DINOModule, WindowDataModule
+from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index, dataset_images
+from remixformer.serialization import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +43,12 @@ def stored_config(run_dir: Path) -> PretrainConfig:
 
 def check_resumable(old: PretrainConfig, new: PretrainConfig) -> None:
     """A resumed run must compute what the interrupted one computed (the schedules included)."""
-    a, b = flatten_dict(to_dict(old)), flatten_dict(to_dict(new))
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    diff = changed_keys(old, new, RESUMABLE_CHANGES)
     if diff:
         raise ValueError(
             f"--resume: the config differs from the run's in {diff}; only {list(RESUMABLE_CHANGES)} "
             "may change when resuming (epochs and devices set the per-step schedules)"
         )
-
-
-def _file_logging(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "pretrain.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 def pretrain(
@@ -61,18 +61,6 @@ def pretrain(
 
     ``callbacks``: extra Lightning callbacks (after the run's own checkpoint and guard callbacks).
     """
-    import lightning as L
-
-    from remixformer.pretrain.augment import MultiCrop
-    from remixformer.pretrain.callbacks import STATE_FILE, CollapseGuard, PretrainCheckpoint, epoch_metric
-    from remixformer.pretrain.meta_arch import DINOMetaArch
-    from remixformer.pretrain.module import DINOModule, WindowDataModule
-    from remixformer.pretrain.windows import WindowDataset, WindowIndex, build_index, dataset_images
-    from remixformer.serialization import write_text_atomic
-    from remixformer.training.callbacks import EpochMetrics, ProgressBar
-    from remixformer.training.checkpoint_io import prepare_run_dir
-    from remixformer.training.trainer import build_trainer
-
     cfg = resolve_sizes(cfg)
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     state = run_dir / "checkpoints" / STATE_FILE
@@ -83,7 +71,7 @@ def pretrain(
         check_resumable(old, cfg)
     resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    seed_everything(cfg.seed)
 
     index_file = run_dir / "windows.csv"
     if resume and index_file.exists():
@@ -110,15 +98,10 @@ def pretrain(
         index = build_index(cfg.windows, cfg.seed)
         index.info["source"] = {"folders": [str(Path(f).resolve()) for f in cfg.windows.images]}
 
-    handler = None
-    if is_rank_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = _file_logging(run_dir)
-        dump_yaml(cfg, run_dir / "config.yaml")
-        if not (resume and index_file.exists()):
+    with run_directory(run_dir, cfg, "pretrain.log") as writer:
+        if writer and not (resume and index_file.exists()):
             index.to_csv(index_file)
             write_text_atomic(run_dir / "data.json", json.dumps(index.info, indent=2))
-    try:
         meta = DINOMetaArch(cfg)
         init = (
             "resumed from the training state" if resume else meta.load_init_weights(cfg.backbone.init_weights)
@@ -151,22 +134,12 @@ def pretrain(
             cbs.append(ProgressBar())
         cbs += list(callbacks or [])
         cbs.append(checkpoint)  # last: the state of an epoch holds the guard's count after that epoch
-        t = cfg.trainer
         trainer = build_trainer(
             run_dir,
             cbs,
+            cfg.trainer,
             max_epochs=cfg.optim.epochs,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
-            precision=t.precision,
             accumulate_grad_batches=cfg.optim.accumulate_grad_batches,
-            gradient_clip_val=None,
-            progress_bar=t.progress_bar,
-            log_every_n_steps=t.log_every_n_steps,
-            limit_train_batches=t.limit_train_batches,
-            deterministic=t.deterministic,
             find_unused_parameters=False,
         )
         module = DINOModule(cfg, meta)
@@ -193,7 +166,3 @@ def pretrain(
             summary["time_s"] = round(time.time() - t0, 1)
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()

@@ -32,8 +32,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from remixformer.data.images import BadImageError, load_image
+from remixformer.data.registry import load_dataset
+from remixformer.data.sampling import EpochIndexed, EpochSampler
+from remixformer.data.splits import splits_from_config
 from remixformer.pretrain.augment import MultiCrop
 from remixformer.pretrain.config import WindowsConfig
+from remixformer.serialization import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +76,6 @@ def dataset_images(data_cfg: Any, splits: Sequence[str], modality: str) -> tuple
     run with the same data section splits it (protocol, fold, validation share, seed): the images of its
     test cases are never among them. Returns path -> key (relative to the data root) and a description
     for the run's ``data.json`` and the export header."""
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import splits_from_config
-
     if "test" in splits:
         raise ValueError("data_splits may not include test: pretraining would see the test images")
     table = load_dataset(data_cfg)
@@ -263,7 +264,6 @@ class WindowIndex:
 
     def to_csv(self, path: str | Path) -> None:
         """``image,kind,left,top,resize`` per window (kind ``native`` or ``tile``)."""
-        from remixformer.serialization import atomic_write
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as f:
@@ -393,8 +393,6 @@ def make_loader(
     world_size: int = 1,
 ) -> DataLoader:
     """Shuffled per (seed, epoch), sharded by rank; incomplete last batches are dropped (DINO)."""
-    from remixformer.data.sampling import EpochIndexed, EpochSampler
-
     if len(dataset) < batch_size * world_size:
         raise ValueError(
             f"only {len(dataset)} windows for a batch of {batch_size} x {world_size} device(s); "

@@ -34,7 +34,9 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from remixformer.data.images import BadImageError, ImageTooLargeError, load_image
 from remixformer.schema import is_blank
+from remixformer.serving.overlays import make_overlays
 from remixformer.serving.pool import InferencePool, QueueFull
 from remixformer.serving.predictor import LETTER_NAMES, PredictionError, Predictor
 from remixformer.serving.uploads import (
@@ -135,8 +137,6 @@ def _top_k(raw: str, n_classes: int) -> int:
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Upload bytes -> 8-bit RGB image; 413 over the pixel limit or too elongated (both read from the
     header, before decoding), 415 when not a decodable image."""
-    from remixformer.data.images import BadImageError, ImageTooLargeError, load_image
-
     if not data:
         raise ServingError(415, f"{name}: the file is empty", name)
     try:
@@ -458,8 +458,6 @@ def create_app(
         return case
 
     def run_case(case: CaseRequest) -> dict[str, Any]:
-        from remixformer.serving.overlays import make_overlays
-
         start = time.perf_counter()
         images = {k: decode_image(v, k, pixels) for k, v in case.images.items()}
         try:

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from remixformer.data.datasets.common import cell
+from remixformer.data.datasets.common import cell, read_csv
 from remixformer.data.datasets.manifest import image_paths
 from remixformer.serving.predictor import LETTER_NAMES, Predictor
 
@@ -82,8 +83,6 @@ def read_rows(manifest: str | os.PathLike, predictor: Predictor) -> tuple[list[R
     Returns the rows (a row that fails a check carries its ``error``) and notes for the user (columns
     ignored or missing).
     """
-    from remixformer.data.datasets.common import read_csv
-
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise ValueError(f"manifest file not found: {manifest}")
@@ -149,7 +148,8 @@ class _Samples(Dataset):
         for r, row in enumerate(rows):
             if row.error is not None:
                 continue
-            for c, d in itertools.product(row.clinical or [None], row.dermoscopy or [None]):
+            no_image: list[str | None] = [None]
+            for c, d in itertools.product(row.clinical or no_image, row.dermoscopy or no_image):
                 self.samples.append((r, c, d))
 
     def __len__(self) -> int:
@@ -196,8 +196,6 @@ def score_manifest(
     Raises ``ValueError`` only when the manifest as a whole cannot be read; row problems are
     returned in :attr:`BatchResult.errors` and written to the ``error`` column.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     start = time.perf_counter()

@@ -20,8 +20,11 @@ import numpy as np
 import torch
 
 from remixformer import keys
+from remixformer.data import transforms
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
 from remixformer.data.images import ImageInput, to_pil
+from remixformer.models.checkpoint import load_model
+from remixformer.schema import MetadataSchema
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,6 @@ class Predictor:
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         identity: dict[str, Any] | None = None,
     ) -> None:
-        from remixformer.schema import MetadataSchema
-
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tta_flip = tta_flip
@@ -78,8 +79,6 @@ class Predictor:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
     ) -> Predictor:
-        from remixformer.models.checkpoint import load_model
-
         path = Path(path)
         model = load_model(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -97,7 +96,7 @@ class Predictor:
     # --- what the model expects --------------------------------------------------------------------
     @property
     def modalities(self) -> str:
-        return self.model.modalities
+        return str(self.model.modalities)
 
     @property
     def tasks(self):
@@ -106,7 +105,7 @@ class Predictor:
     @property
     def input_sizes(self) -> dict[str, int]:
         c = self.model.config
-        out = {}
+        out: dict[str, int] = {}
         if "C" in self.modalities:
             out["clinical"] = c.clinical.image_size
         if "D" in self.modalities:
@@ -171,8 +170,6 @@ class Predictor:
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One case -> a batch of one (see docs/architecture.md). Raises ValueError on bad input."""
-        from remixformer.data.transforms import to_model_tensor
-
         given = {
             "C": clinical is not None,
             "D": dermoscopy is not None,
@@ -199,7 +196,7 @@ class Predictor:
                 batch[keys.present_key(key)] = torch.zeros(1, dtype=torch.bool)
             else:
                 pil = to_pil(image, key, self.max_image_pixels)
-                batch[key] = to_model_tensor(pil, size)[None]
+                batch[key] = transforms.to_model_tensor(pil, size)[None]
                 batch[keys.present_key(key)] = torch.ones(1, dtype=torch.bool)
         if "M" in self.modalities:
             values = self.schema.validate(metadata or {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
@@ -244,8 +245,6 @@ async def read_form(
 
 async def _read_urlencoded(stream: AsyncIterator[bytes], allow_body: bool) -> Form:
     """Fields only (``a=1&b=2``), e.g. a metadata-only request; no content type: an empty body only."""
-    from urllib.parse import parse_qsl
-
     limit = MAX_PARTS * MAX_FIELD_BYTES
     body = bytearray()
     async for chunk in stream:

@@ -41,7 +41,9 @@ from starlette.requests import ClientDisconnect
 from remixformer.serving.uploads import Form, UploadError, read_form
 from remixformer.study import security
 from remixformer.study.cases import describe_stage
+from remixformer.study.compare import check_predictions, compare_study
 from remixformer.study.db import SCHEMA_VERSION
+from remixformer.study.export import details_csv_text, reader_csv_text
 from remixformer.study.study import CONFIDENCE_WORDS, Reader, Study, StudyError
 
 log = logging.getLogger(__name__)
@@ -590,8 +592,6 @@ def create_app(
         return dashboard(request, new_link={"name": name, "url": link_url(request, token)})
 
     def _predictions(request: Request, form: Form) -> Response:
-        from remixformer.study.compare import check_predictions
-
         upload = form.files.get("predictions")
         if upload is None or not upload.data:
             return dashboard(
@@ -630,8 +630,6 @@ def create_app(
 
     @app.get("/admin/export.csv")
     def export_csv(request: Request, stage: str | None = None) -> Response:
-        from remixformer.study.export import reader_csv_text
-
         require_admin(request)
         name = f"readers_{stage}.csv" if stage else "readers.csv"
         return Response(
@@ -642,8 +640,6 @@ def create_app(
 
     @app.get("/admin/answers.csv")
     def answers_csv(request: Request) -> Response:
-        from remixformer.study.export import details_csv_text
-
         require_admin(request)
         return Response(
             details_csv_text(study),
@@ -652,8 +648,6 @@ def create_app(
         )
 
     def comparison(request: Request) -> Any:
-        from remixformer.study.compare import compare_study
-
         settings = study.settings()
         if settings.is_open:
             raise Refused(

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from PIL import Image
+
+from remixformer.config import from_dict
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
+from remixformer.data.images import load_image
+from remixformer.data.registry import load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +123,6 @@ def cases_from_manifest(
     the answers readers choose from (default: the manifest's diagnosis classes); every label must be
     one of them. Missing image files are an error listing them (the data layer's check).
     """
-    from remixformer.config import from_dict
-    from remixformer.data.config import DataConfig
-    from remixformer.data.registry import load_dataset
-
     manifest = Path(manifest).expanduser()
     if schema is None:
         schema = manifest.parent / "schema.json"
@@ -209,9 +210,6 @@ def encode_image(
     case_id: str | None = None,
 ) -> EncodedImage:
     """Decode an image file as the data layer does and re-encode it for the study (no metadata kept)."""
-    from PIL import Image
-
-    from remixformer.data.images import load_image
 
     img = load_image(path, max_pixels=max_pixels, case_id=case_id)
     if max_side and max(img.size) > max_side:

@@ -15,6 +15,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from remixformer.evaluation.predictions import Predictions
+from remixformer.explain.readers import ReaderAnswer, ReaderStudy, compare_reader_stages
+from remixformer.keys import IGNORE_INDEX
 from remixformer.study.study import Study, StudyError
 
 log = logging.getLogger(__name__)
@@ -39,9 +42,6 @@ def check_predictions(study: Study, text: str, name: str) -> tuple[Any, list[str
     Refused (``StudyError``): not a predictions CSV, other diagnosis classes, study cases missing.
     Noted: a case whose true diagnosis there differs from the study's label.
     """
-    from remixformer.evaluation.predictions import Predictions
-    from remixformer.keys import IGNORE_INDEX
-
     try:
         preds = Predictions.from_csv_text(text, name).aggregate_by_case()
     except ValueError as e:
@@ -79,8 +79,6 @@ def check_predictions(study: Study, text: str, name: str) -> tuple[Any, list[str
 def compare_study(study: Study) -> StudyComparison:
     """Readers against the model, stage by stage, with the figures (needs the stored predictions and
     at least one answer on a labelled case)."""
-    from remixformer.explain.readers import ReaderAnswer, ReaderStudy, compare_reader_stages
-
     stored = study.predictions_csv()
     if stored is None:
         raise StudyError(

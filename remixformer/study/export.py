@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from remixformer.explain.readers import READER_COLUMNS, STAGE_COLUMN
+from remixformer.serialization import atomic_write
 from remixformer.study.study import Study
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ def details_csv_text(study: Study, stage: str | None = None) -> str:
 
 
 def _write(path: str | os.PathLike[str], columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:
-    from remixformer.serialization import atomic_write
-
     text = _csv_text(columns, rows)
     atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8", newline=""))
     log.info("wrote %d answer(s) to %s", len(rows), path)

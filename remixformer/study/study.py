@@ -19,11 +19,13 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
 from remixformer.study import security
 from remixformer.study.cases import DEFAULT_MAX_SIDE, PreparedCases, encode_image
 from remixformer.study.db import (
@@ -172,8 +174,6 @@ class Study:
         progress: Callable[[int, int], None] | None = None,
     ) -> Study:
         """Store the study and its cases (images decoded and re-encoded) in one transaction."""
-        from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
-
         pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
         with db.read() as conn:
             if conn.execute(select(settings_table.c.name)).first() is not None:
@@ -655,7 +655,7 @@ class Study:
         """Per reader: name, group, answers given of all steps, cases finished, last answer time,
         account state (password set or link pending)."""
         with self.db.read() as conn:
-            counts = dict(
+            counts: dict[Any, int] = dict(
                 conn.execute(
                     select(answers_table.c.reader_ref, func.count()).group_by(answers_table.c.reader_ref)
                 ).all()
@@ -800,7 +800,6 @@ class Study:
 def _seconds_between(start: str | None, end: str) -> float | None:
     if start is None:
         return None
-    from datetime import datetime
 
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from remixformer.data.cases import CaseTable
 from remixformer.keys import IGNORE_INDEX
+from remixformer.serialization import write_text_atomic
 from remixformer.tasks import MULTI, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,6 @@ def class_balance(
 
 def write_balance(info: dict[str, Any], run_dir: str | Path) -> Path:
     """``class_balance.json`` in the run directory (without the per-case weights), written atomically."""
-    from remixformer.serialization import write_text_atomic
-
     public = {k: v for k, v in info.items() if k != "sample_weights"}
     return write_text_atomic(Path(run_dir) / BALANCE_FILE, json.dumps(public, indent=2))
 

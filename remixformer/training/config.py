@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from remixformer.data.config import DataConfig
+from remixformer.engine.trainer import TrainerConfig
 
 
 @dataclass
@@ -29,7 +30,11 @@ class ModelSection:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainerConfig):
+    """The training loop; the Trainer settings it shares with pretraining are inherited
+    (precision, accelerator, devices, num_nodes, strategy, progress_bar, log_every_n_steps,
+    limit_train_batches, deterministic)."""
+
     max_epochs: int = 200
     batch_size: int = 64  # per device; the effective batch is batch_size * devices * accumulate_grad_batches
     eval_batch_size: int | None = None  # default: batch_size
@@ -40,13 +45,8 @@ class TrainConfig:
     scheduler: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = 0.0
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
-    precision: str = "32-true"  # "16-mixed", "bf16-mixed" on GPUs
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
-    accelerator: str = "auto"  # cpu, gpu, auto
-    devices: int | str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # auto picks DDP when several devices are used
     monitor: str = (
         "val/diag/balanced_accuracy"  # validation metric for the best checkpoint and early stopping
     )
@@ -62,11 +62,7 @@ class TrainConfig:
     # exponential moving average of the weights (0 = off): validation and the model files use the average
     ema_decay: float = 0.0
     check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 10
-    limit_train_batches: float = 1.0
     limit_val_batches: float = 1.0
-    progress_bar: bool = True
-    deterministic: bool = False  # torch deterministic algorithms (slower on GPUs)
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1:

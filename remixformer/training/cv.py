@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from remixformer.config import to_dict
+from remixformer.engine.distributed import is_rank_zero
+from remixformer.evaluation.stats import cv_table
+from remixformer.serialization import remove_temporary_files, write_text_atomic
 from remixformer.training.config import RunConfig
+from remixformer.training.run import train
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,6 @@ def fold_config(cfg: RunConfig, fold: int, folds: int) -> RunConfig:
 def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Run (or finish) every fold: a fold with a summary is done; a fold that was started continues
     from its training state, or starts again if it was stopped before its first state was complete."""
-    from remixformer.evaluation.stats import cv_table
-    from remixformer.serialization import remove_temporary_files, write_text_atomic
-    from remixformer.training.run import train
-    from remixformer.training.trainer import is_rank_zero
-
     if folds < 2:
         raise ValueError(f"--folds must be at least 2, got {folds}")
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)

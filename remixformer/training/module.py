@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from remixformer import keys
+from remixformer.engine.distributed import gather_objects, weight_checksums
+from remixformer.evaluation.predictions import Predictions
+from remixformer.evaluation.report import evaluate_predictions
 from remixformer.tasks import MULTI, TaskSpec
 from remixformer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-NO_DECAY = ("cls_token", "pos_embed", "relative_position_bias_table", "templates", "scales")
 
 
 def task_losses(
@@ -212,19 +213,10 @@ class RemixFormerModule(L.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        from remixformer.evaluation.predictions import Predictions
-        from remixformer.evaluation.report import evaluate_predictions
-
         parts = self._val
         self._val = []
-        if (
-            self.trainer.world_size > 1
-            and torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            gathered: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, parts)  # every rank computes the same metrics
-            parts = [p for rank_parts in gathered for p in rank_parts]
+        if self.trainer.world_size > 1:  # every rank computes the same metrics
+            parts = [p for rank_parts in gather_objects(parts) for p in rank_parts]
         if not parts or self.trainer.sanity_checking:
             return
         preds = Predictions.from_logits(
@@ -257,10 +249,10 @@ class RemixFormerModule(L.LightningModule):
     # --- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
         decay, no_decay = [], []
+        exempt = self.model.no_weight_decay()  # declared by the branches: tokens, positions, norms, ...
         for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY) else decay).append(p)
+            if p.requires_grad:
+                (no_decay if name in exempt else decay).append(p)
         groups = [
             {"params": decay, "weight_decay": self.cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -279,17 +271,4 @@ class RemixFormerModule(L.LightningModule):
     # --- distributed check -----------------------------------------------------------------------
     def on_fit_end(self) -> None:
         """Record a checksum of the weights on every process (they must agree under DDP)."""
-        with torch.no_grad():
-            local = float(
-                sum(p.detach().double().sum().item() * (i + 1) for i, p in enumerate(self.model.parameters()))
-            )
-        if (
-            self.trainer.world_size > 1
-            and torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            gathered: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, local)
-            self.weight_checksums = [float(g) for g in gathered]
-        else:
-            self.weight_checksums = [local]
+        self.weight_checksums = weight_checksums(self.model.parameters())

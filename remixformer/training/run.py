@@ -23,18 +23,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remixformer.config import dump_yaml, flatten_dict, from_dict, load_yaml, to_dict
+from remixformer.config import from_dict, load_yaml, to_dict
+from remixformer.data.registry import load_dataset
+from remixformer.data.splits import read_splits, splits_from_config, write_splits
+from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
+from remixformer.engine.trainer import build_trainer
+from remixformer.evaluation.evaluate import data_notes, evaluate_cases
+from remixformer.evaluation.thresholds import THRESHOLDS_FILE, fit_thresholds
+from remixformer.models import create_model
+from remixformer.models.checkpoint import load_model
+from remixformer.serialization import write_text_atomic
+from remixformer.training.balance import describe as describe_balance
+from remixformer.training.balance import write_balance
+from remixformer.training.callbacks import BEST_MODEL, RunCheckpoint
 from remixformer.training.config import RESUMABLE_CHANGES, RunConfig
-from remixformer.training.trainer import is_rank_zero
+from remixformer.training.datamodule import RemixDataModule
+from remixformer.training.module import RemixFormerModule
 
 log = logging.getLogger(__name__)
 
 
 def check_resumable(stored: Path, cfg: RunConfig) -> None:
     """A resumed run must compute what the interrupted one computed."""
-    old = flatten_dict(to_dict(from_dict(RunConfig, load_yaml(stored))))
-    new = flatten_dict(to_dict(cfg))
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    diff = changed_keys(from_dict(RunConfig, load_yaml(stored)), cfg, RESUMABLE_CHANGES)
     if diff:
         raise ValueError(
             f"--resume: the config differs from the run's {stored} in {diff}; only {list(RESUMABLE_CHANGES)} "
@@ -43,8 +55,6 @@ def check_resumable(stored: Path, cfg: RunConfig) -> None:
 
 
 def build_model_for(cfg: RunConfig, table: Any):
-    from remixformer.models import create_model
-
     m = cfg.model
     lacking = sorted(set(m.modalities.upper()) - set(table.modalities))
     if lacking:
@@ -67,28 +77,9 @@ def build_model_for(cfg: RunConfig, table: Any):
     )
 
 
-def _file_logging(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
-
-
 def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Train (or resume) one run and evaluate its best model; returns the run summary."""
-    import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
-
-    from remixformer.data.registry import load_dataset
-    from remixformer.data.splits import read_splits, splits_from_config, write_splits
-    from remixformer.serialization import write_text_atomic
-    from remixformer.training.balance import describe as describe_balance
-    from remixformer.training.balance import write_balance
-    from remixformer.training.callbacks import STATE_FILE, EpochMetrics, ProgressBar, RunCheckpoint
-    from remixformer.training.checkpoint_io import prepare_run_dir
-    from remixformer.training.datamodule import RemixDataModule
-    from remixformer.training.module import RemixFormerModule
-    from remixformer.training.trainer import build_trainer
 
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     state = run_dir / "checkpoints" / STATE_FILE
@@ -96,83 +87,71 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
         check_resumable(run_dir / "config.yaml", cfg)
     resume = prepare_run_dir(run_dir, STATE_FILE, resume)  # no complete state yet: from the beginning
     t0 = time.time()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    seed_everything(cfg.seed)
     table = load_dataset(cfg.data, modalities=cfg.model.modalities)
     if resume and (run_dir / "splits.csv").exists():
         splits = read_splits(table, run_dir / "splits.csv")
     else:
         splits = splits_from_config(table, cfg.data)
     model = build_model_for(cfg, table)
-    handler = None
-    if is_rank_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = _file_logging(run_dir)
-        dump_yaml(cfg, run_dir / "config.yaml")
-        data_info = table.summary() | {"splits": {k: len(v) for k, v in splits.items()}}
-        write_text_atomic(run_dir / "data.json", json.dumps(data_info, indent=2, default=str))
-        write_splits(table, splits, run_dir, cfg=cfg.data)
-        if table.leaky_fields_included:
-            log.warning("%s", data_info.get("warning"))
-    log.info(
-        "run %s: %d train / %d val / %d test cases; model %s (%s), %.1fM parameters",
-        run_dir,
-        len(splits["train"]),
-        len(splits["val"]),
-        len(splits["test"]),
-        cfg.model.preset,
-        model.modalities,
-        model.num_parameters() / 1e6,
-    )
-
-    extra = {
-        "run": cfg.name,
-        "dataset": table.name,
-        "data": to_dict(cfg.data),
-        "leaky_fields_included": list(table.leaky_fields_included),
-    }
-    checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra)
-    callbacks: list = [EpochMetrics(run_dir)]
-    if cfg.train.early_stopping_patience > 0 and splits["val"]:
-        callbacks.append(
-            EarlyStopping(
-                cfg.train.monitor,
-                patience=cfg.train.early_stopping_patience,
-                mode=cfg.train.monitor_mode,
-                check_on_train_epoch_end=True,
-            )
+    with run_directory(run_dir, cfg, "train.log") as writer:
+        if writer:
+            data_info = table.summary() | {"splits": {k: len(v) for k, v in splits.items()}}
+            write_text_atomic(run_dir / "data.json", json.dumps(data_info, indent=2, default=str))
+            write_splits(table, splits, run_dir, cfg=cfg.data)
+            if table.leaky_fields_included:
+                log.warning("%s", data_info.get("warning"))
+        log.info(
+            "run %s: %d train / %d val / %d test cases; model %s (%s), %.1fM parameters",
+            run_dir,
+            len(splits["train"]),
+            len(splits["val"]),
+            len(splits["test"]),
+            cfg.model.preset,
+            model.modalities,
+            model.num_parameters() / 1e6,
         )
-    if cfg.train.progress_bar:
-        callbacks.append(ProgressBar())
-    # last, as Lightning's own checkpoints: the training state of an epoch holds every callback's
-    # state after that epoch, and its metrics row is written before it
-    callbacks.append(checkpoint)
-    t = cfg.train
-    trainer = build_trainer(
-        run_dir,
-        callbacks,
-        max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val,
-        progress_bar=t.progress_bar,
-        log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        deterministic=t.deterministic,
-    )
-    dm = RemixDataModule(cfg, table, splits, model.config)
-    balance = dm.balance()
-    log.info("%s", describe_balance(balance))
-    if is_rank_zero():
-        write_balance(balance, run_dir)
-    weights = {name: e["loss_weights"] for name, e in balance["tasks"].items() if "loss_weights" in e}
-    module = RemixFormerModule(model, cfg.train, cfg.seed, class_weights=weights)
-    try:
+
+        extra = {
+            "run": cfg.name,
+            "dataset": table.name,
+            "data": to_dict(cfg.data),
+            "leaky_fields_included": list(table.leaky_fields_included),
+        }
+        checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, cfg.train.monitor_mode, extra)
+        callbacks: list = [EpochMetrics(run_dir)]
+        if cfg.train.early_stopping_patience > 0 and splits["val"]:
+            callbacks.append(
+                EarlyStopping(
+                    cfg.train.monitor,
+                    patience=cfg.train.early_stopping_patience,
+                    mode=cfg.train.monitor_mode,
+                    check_on_train_epoch_end=True,
+                )
+            )
+        if cfg.train.progress_bar:
+            callbacks.append(ProgressBar())
+        # last, as Lightning's own checkpoints: the training state of an epoch holds every callback's
+        # state after that epoch, and its metrics row is written before it
+        callbacks.append(checkpoint)
+        t = cfg.train
+        trainer = build_trainer(
+            run_dir,
+            callbacks,
+            t,
+            max_epochs=t.max_epochs,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val,
+            check_val_every_n_epoch=t.check_val_every_n_epoch,
+            limit_val_batches=t.limit_val_batches,
+        )
+        dm = RemixDataModule(cfg, table, splits, model.config)
+        balance = dm.balance()
+        log.info("%s", describe_balance(balance))
+        if writer:
+            write_balance(balance, run_dir)
+        weights = {name: e["loss_weights"] for name, e in balance["tasks"].items() if "loss_weights" in e}
+        module = RemixFormerModule(model, cfg.train, cfg.seed, class_weights=weights)
         trainer.fit(module, datamodule=dm, ckpt_path=str(state) if resume else None)
         summary: dict[str, Any] = {
             "run_dir": str(run_dir),
@@ -188,10 +167,6 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             summary["train_time_s"] = round(time.time() - t0, 1)
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
 
 
 def evaluate_run(
@@ -201,11 +176,6 @@ def evaluate_run(
 
     With ``eval.thresholds`` the decision rule is first fitted on the validation split (its report in
     ``eval/val``, the rule in ``thresholds.json``) and the report of ``split`` shows its effect."""
-    from remixformer.evaluation.evaluate import data_notes, evaluate_cases
-    from remixformer.evaluation.thresholds import THRESHOLDS_FILE, fit_thresholds
-    from remixformer.models.checkpoint import load_model
-    from remixformer.training.callbacks import BEST_MODEL
-
     if not splits.get(split):
         log.warning("no %s cases: nothing to evaluate", split)
         return {}

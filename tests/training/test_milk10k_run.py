@@ -93,7 +93,7 @@ def test_submit_writes_a_file_the_check_accepts(milk_run, tmp_path, capsys):
 
 
 def test_the_model_files_hold_the_weight_average(milk_run):
-    from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
+    from remixformer.engine.checkpoint_io import SafetensorsCheckpointIO
 
     _, run, _ = milk_run
     state = SafetensorsCheckpointIO().load_checkpoint(run / "checkpoints" / "last.state.safetensors")

@@ -56,10 +56,10 @@ def test_ddp_on_two_cpu_processes_agrees_on_weights_and_writes_once(ddp_run):
 def test_validation_metrics_gathered_over_ranks_equal_one_process_validating(ddp_run, synth_root, tmp_path):
     from remixformer.data.registry import load_dataset
     from remixformer.data.splits import read_splits
+    from remixformer.engine.trainer import TrainerConfig, build_trainer
     from remixformer.models.checkpoint import load_model
     from remixformer.training.datamodule import RemixDataModule
     from remixformer.training.module import RemixFormerModule
-    from remixformer.training.trainer import build_trainer
 
     rows = [json.loads(line) for line in (ddp_run / "metrics.jsonl").read_text().splitlines()]
     gathered = {k: v for k, v in rows[-1].items() if k.startswith("val/") and k != "val/loss"}
@@ -71,7 +71,7 @@ def test_validation_metrics_gathered_over_ranks_equal_one_process_validating(ddp
     # the weights the last epoch was validated with (saved at its end, after its validation)
     model = load_model(ddp_run / "checkpoints" / "last.safetensors")
     trainer = build_trainer(
-        tmp_path / "single", [], max_epochs=1, accelerator="cpu", devices=1, progress_bar=False
+        tmp_path / "single", [], TrainerConfig(accelerator="cpu", devices=1, progress_bar=False), max_epochs=1
     )
     (single,) = trainer.validate(
         RemixFormerModule(model, cfg.train, cfg.seed),

@@ -5,8 +5,8 @@ import math
 import torch
 
 from remixformer.data.sampling import EpochSampler
+from remixformer.engine.checkpoint_io import SafetensorsCheckpointIO
 from remixformer.tasks import TaskSpec
-from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
 from remixformer.training.module import WarmupCosine, task_losses
 
 TASKS = (TaskSpec("diag", ("a", "b", "c")), TaskSpec("attrs", ("x", "y"), kind="multi", weight=0.5))

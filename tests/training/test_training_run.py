@@ -52,7 +52,7 @@ def test_run_directory_holds_everything(synth_root, tmp_path):
 
 def test_a_run_stopped_before_its_first_training_state_starts_again_and_leftovers_go(tmp_path, caplog):
     """The decision itself (the killed processes are in test_training_kill.py)."""
-    from remixformer.training.checkpoint_io import prepare_run_dir
+    from remixformer.engine.rundir import prepare_run_dir
 
     run, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
     with pytest.raises(ValueError, match="no training state .* start the run without --resume"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import os
@@ -34,8 +35,6 @@ def require_dir(root: str | os.PathLike, dataset: str) -> Path:
 
 def find_files(root: Path, pattern: str) -> list[Path]:
     """Files under ``root`` (recursively) whose name matches ``pattern`` (fnmatch, case-insensitive)."""
-    import fnmatch
-
     pat = pattern.lower()
     out = []
     for dirpath, dirnames, filenames in os.walk(root):

@@ -203,7 +203,7 @@ def load(cfg: DataConfig) -> CaseTable:
                 source=f"metadata.csv line {line}",
             )
         )
-    n_found = sum(c.clinical[0] and (c.case_id in images) for c in cases)
+    n_found = sum(bool(c.clinical[0]) and (c.case_id in images) for c in cases)
     notes = [f"{n_found} of {len(cases)} images referenced by metadata.csv were found under {root}"]
     return CaseTable(
         name=NAME,

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from scipy.ndimage import gaussian_filter
 
 from remixformer.data.cases import CaseTable
 from remixformer.data.config import DataConfig
+from remixformer.data.datasets.manifest import load_manifest
 from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, categorical, numeric
 from remixformer.tasks import DIAG
 
@@ -558,7 +560,7 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
     lat = sample_latents(rng, n)
     patient, patient_split = _assign_patients(rng, n)
     # A patient's age and sex are the patient's: later cases of a patient copy the first one's.
-    first = {}
+    first: dict[int, int] = {}
     for i, p in enumerate(patient):
         j = first.setdefault(int(p), i)
         lat.age[i], lat.male[i] = lat.age[j], lat.male[j]
@@ -584,8 +586,6 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
         for i in range(n)
     ]
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(max_workers=workers) as pool:
             rendered = list(pool.map(_render_case, jobs, chunksize=8))
     else:
@@ -645,8 +645,6 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
 
 def load(cfg: DataConfig) -> CaseTable:
     """Load the synthetic set in ``cfg.root``, generating it there first when it is absent or empty."""
-    from remixformer.data.datasets.manifest import load_manifest
-
     root = Path(cfg.root).expanduser()
     info_path = root / "synthetic.json"
     if not root.exists() or not any(root.iterdir()):

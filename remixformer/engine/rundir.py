@@ -1,34 +1,56 @@
-"""Lightning training-state checkpoints without pickling: tensors in safetensors, the rest as JSON,
-written atomically (a kill during a write leaves the previous file intact); and the decision, when a
-run starts, between continuing its training state and starting it (again) from the beginning."""
+"""Run directories shared by training and pretraining: the decision, when a run starts, between
+continuing its training state and starting it (again) from the beginning; which config changes a
+resumed run allows; seeding; and the directory itself (file log, resolved config) on global rank 0."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.plugins.io import CheckpointIO
-
-from remixformer.serialization import load_tree, save_tree
+from remixformer.config import dump_yaml, flatten_dict, to_dict
+from remixformer.engine.distributed import is_rank_zero
+from remixformer.serialization import remove_temporary_files
 
 log = logging.getLogger(__name__)
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-class SafetensorsCheckpointIO(CheckpointIO):
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        save_tree(path, checkpoint, metadata={"format": "remixformer-training-state"})
 
-    def load_checkpoint(
-        self, path, map_location: Any | None = None, weights_only: bool | None = None
-    ) -> dict:
-        device = map_location if isinstance(map_location, str) else "cpu"
-        return load_tree(path, device=device)
+def changed_keys(old: Any, new: Any, allowed: Sequence[str] = ()) -> list[str]:
+    """The dotted keys in which two configs (dataclasses) differ, except those in ``allowed``."""
+    a, b = flatten_dict(to_dict(old)), flatten_dict(to_dict(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in allowed)
 
-    def remove_checkpoint(self, path) -> None:
-        if Path(path).exists():
-            os.remove(path)
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch in this process and in its data-loader workers."""
+    import lightning as L
+
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, cfg: Any, log_name: str) -> Iterator[bool]:
+    """On global rank 0: create ``run_dir``, copy the log into ``run_dir/log_name`` and write the
+    resolved config to ``config.yaml``. Yields whether this process writes the run's files; the file
+    log is detached on exit."""
+    handler = None
+    writer = is_rank_zero()
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / log_name)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
+        dump_yaml(cfg, run_dir / "config.yaml")
+    try:
+        yield writer
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def prepare_run_dir(run_dir: Path, state_file: str, resume: bool) -> bool:
@@ -40,9 +62,6 @@ def prepare_run_dir(run_dir: Path, state_file: str, resume: bool) -> bool:
     nothing to continue: with ``resume`` it starts again from the beginning, as it does without. A
     directory with a complete training state or a finished run is never started over.
     """
-    from remixformer.serialization import remove_temporary_files
-    from remixformer.training.trainer import is_rank_zero
-
     run_dir = Path(run_dir)
     state = run_dir / "checkpoints" / state_file
     if is_rank_zero():

@@ -4,17 +4,29 @@ and DDP, precision, TensorBoard, checkpoints through safetensors (never pickled)
 from __future__ import annotations
 
 import logging
-import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from remixformer import faults
+from remixformer.engine.checkpoint_io import SafetensorsCheckpointIO
+from remixformer.engine.distributed import wants_ddp
 
 
-def is_rank_zero() -> bool:
-    """True in the process that writes files (global rank 0; also without any distributed set-up)."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
+@dataclass
+class TrainerConfig:
+    """The Trainer settings both run configs share (``train.*`` of a training run, ``trainer.*`` of a
+    pretraining run); passed whole to :func:`build_trainer`."""
 
-    return getattr(rank_zero_only, "rank", 0) == 0
+    precision: str = "32-true"  # "16-mixed", "bf16-mixed" on GPUs
+    accelerator: str = "auto"  # cpu, gpu, auto
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto picks DDP when several devices are used
+    progress_bar: bool = True
+    log_every_n_steps: int = 10
+    limit_train_batches: float = 1.0  # fraction (or number) of batches per epoch
+    deterministic: bool = False  # torch deterministic algorithms (slower on GPUs)
 
 
 def quiet_lightning() -> None:
@@ -41,67 +53,49 @@ def batch_pause_points():
     that kill a run mid-epoch (:mod:`remixformer.faults`)."""
     import lightning as L
 
-    from remixformer.faults import pause_point
-
     class BatchPausePoints(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            pause_point(f"batch:{trainer.current_epoch}:{batch_idx}")
+            faults.pause_point(f"batch:{trainer.current_epoch}:{batch_idx}")
 
     return BatchPausePoints()
-
-
-def wants_ddp(devices: Any, num_nodes: int) -> bool:
-    return (
-        num_nodes > 1
-        or (isinstance(devices, int) and devices > 1)
-        or os.environ.get("WORLD_SIZE", "1") not in ("", "1")
-    )
 
 
 def build_trainer(
     run_dir: str | Path,
     callbacks: list,
+    trainer: TrainerConfig,
     *,
     max_epochs: int,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    num_nodes: int = 1,
-    strategy: str = "auto",
-    precision: str = "32-true",
     accumulate_grad_batches: int = 1,
     gradient_clip_val: float | None = None,
-    progress_bar: bool = True,
-    log_every_n_steps: int = 10,
     check_val_every_n_epoch: int = 1,
-    limit_train_batches: float = 1.0,
     limit_val_batches: float = 1.0,
-    deterministic: bool = False,
     find_unused_parameters: bool = True,
 ):
-    """A Trainer writing TensorBoard logs under ``run_dir/logs/tensorboard``.
+    """A Trainer writing TensorBoard logs under ``run_dir/logs/tensorboard``, set up by ``trainer`` (the
+    section both run configs share); the loop settings that live elsewhere in each config are keywords.
 
-    With several devices or nodes (or under torchrun / SLURM) ``strategy="auto"`` becomes DDP; with
-    ``find_unused_parameters`` because a branch whose modality is absent from a whole batch gets no
-    gradient in that step. Samplers are ours (``use_distributed_sampler=False``): they shard by rank.
+        With several devices or nodes (or under torchrun / SLURM) ``strategy="auto"`` becomes DDP; with
+        ``find_unused_parameters`` because a branch whose modality is absent from a whole batch gets no
+        gradient in that step. Samplers are ours (``use_distributed_sampler=False``): they shard by rank.
     """
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from remixformer import faults
-    from remixformer.training.checkpoint_io import SafetensorsCheckpointIO
-
     quiet_lightning()
     if faults.enabled():  # a test kills this process at a chosen batch
         callbacks = [batch_pause_points(), *callbacks]
-    if strategy == "auto" and wants_ddp(devices, num_nodes):
+    t = trainer
+    strategy = t.strategy
+    if strategy == "auto" and wants_ddp(t.devices, t.num_nodes):
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     return L.Trainer(
         max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
         strategy=strategy,
-        precision=precision,
+        precision=t.precision,
         accumulate_grad_batches=accumulate_grad_batches,
         gradient_clip_val=gradient_clip_val,
         callbacks=callbacks,
@@ -109,13 +103,13 @@ def build_trainer(
         plugins=[SafetensorsCheckpointIO()],
         enable_checkpointing=False,  # our callbacks write the files
         use_distributed_sampler=False,
-        enable_progress_bar=progress_bar,
+        enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=log_every_n_steps,
+        log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=check_val_every_n_epoch,
-        limit_train_batches=limit_train_batches,
+        limit_train_batches=t.limit_train_batches,
         limit_val_batches=limit_val_batches,
-        deterministic=deterministic,
+        deterministic=t.deterministic,
         default_root_dir=str(run_dir),
     )

@@ -1,0 +1,78 @@
+"""Callbacks every run uses (training and pretraining): the per-epoch metrics table and the progress
+bar; and the name of the resumable training state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from remixformer.serialization import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.state.safetensors"  # the full training state, for --resume (tensors + JSON, never pickled)
+
+
+class EpochMetrics(L.Callback):
+    """``metrics.jsonl`` and ``metrics.csv`` in the run directory: one row per epoch (train and
+    validation metrics, learning rate, time), both rewritten atomically. Rows of epochs that a resumed
+    run repeats are replaced."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.jsonl = Path(run_dir) / "metrics.jsonl"
+        self.csv = Path(run_dir) / "metrics.csv"
+        self._t0 = time.time()
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(self.csv, pd.DataFrame(rows).to_csv(index=False) if rows else "")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.jsonl.exists():
+            # resumed (or started again): keep the rows of the epochs the training state holds
+            self._write([r for r in self._rows() if r["epoch"] < trainer.current_epoch])
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.time()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            if k.endswith("_step"):
+                continue
+            row[k.removesuffix("_epoch")] = float(v)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        row["epoch_time_s"] = round(time.time() - self._t0, 2)
+        self._write([*self._rows(), row])  # both files whole, atomically: a kill leaves no half line
+        left = (trainer.max_epochs - trainer.current_epoch - 1) * row["epoch_time_s"]
+        log.info(
+            "epoch %d/%d: %s (%.1fs, about %.0fs left)",
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if "/" in k),
+            row["epoch_time_s"],
+            left,
+        )
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar (epoch, step, time left) with the loss and without the logger version."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
