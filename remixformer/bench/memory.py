@@ -40,16 +40,13 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from remixformer import keys
 from remixformer.models.registry import create_model, resolve_config
-
-if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI's --help stays fast
-    import torch
 
 log = logging.getLogger(__name__)
 

@@ -242,7 +242,6 @@ def row_overrides(row: PaperRow) -> dict[str, Any]:
 
 def count_row(row: PaperRow, metadata_dim: int | None = None) -> float | None:
     """Our parameter count of ``row`` in millions (None when the row cannot be built), on the meta device."""
-
     if row.overrides is None:
         return None
     kwargs = row_overrides(row)

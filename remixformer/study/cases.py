@@ -210,7 +210,6 @@ def encode_image(
     case_id: str | None = None,
 ) -> EncodedImage:
     """Decode an image file as the data layer does and re-encode it for the study (no metadata kept)."""
-
     img = load_image(path, max_pixels=max_pixels, case_id=case_id)
     if max_side and max(img.size) > max_side:
         scale = max_side / max(img.size)
