@@ -264,6 +264,7 @@ class WindowIndex:
 
     def to_csv(self, path: str | Path) -> None:
         """``image,kind,left,top,resize`` per window (kind ``native`` or ``tile``)."""
+
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as f:
                 out = csv.writer(f)
