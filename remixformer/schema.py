@@ -97,6 +97,11 @@ class MetadataField:
     aliases: Mapping[str, str | None] = field(default_factory=dict)  # categorical only
     description: str = ""
 
+    # lookup tables, set in __post_init__ (the dataclass is frozen); not compared, shown or passed in
+    _exact: dict[str, int] = field(init=False, repr=False, compare=False)
+    _lower: dict[str, int] = field(init=False, repr=False, compare=False)
+    _alias: dict[str, int | None] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"metadata field: name must be a non-empty string, got {self.name!r}")

@@ -21,6 +21,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import BoundaryNorm, ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import ScalarFormatter
 from PIL import Image
 
 from remixformer.explain.maps import ClinicalMaps, DermoscopyMaps, display_size
@@ -202,7 +203,9 @@ def _overlay(
         interpolation="nearest",
     )
     cb = fig.colorbar(ScalarMappable(im.norm, im.cmap), ax=ax, shrink=0.8, label=label)  # opaque
-    cb.formatter.set_powerlimits((-2, 3))
+    formatter = cb.formatter
+    assert isinstance(formatter, ScalarFormatter)  # a colorbar of a continuous norm
+    formatter.set_powerlimits((-2, 3))
     cb.update_ticks()
 
 

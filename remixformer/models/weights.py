@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -205,7 +206,7 @@ def load_clinical_weights(branch: nn.Module, source: str) -> LoadReport:
     encoder (our ``pretrain`` export) into the clinical branch: G takes them (see
     :func:`load_cls_swin_encoder`); L's own last stage and norm start as copies of G's last stage and
     norm. New: what G lacks in the source, and CSF."""
-    G = branch.global_encoder
+    G: Any = branch.global_encoder  # a CLSSwinEncoder or a ViT encoder (nn.Module attributes are untyped)
     if hasattr(G, "vit"):
         return _load_clinical_vit(branch, source)
     g = load_cls_swin_encoder(G, source)
@@ -255,7 +256,8 @@ def load_window_encoder_weights(branch: nn.Module, source: str) -> LoadReport:
     into the window encoder T_phi1; position embeddings are resized to the window's patch grid."""
     if hasattr(branch.window_encoder, "swin"):
         return _load_swin_window_encoder(branch, source)
-    vit = branch.window_encoder.vit
+    encoder: Any = branch.window_encoder
+    vit = encoder.vit
     sd, dropped = load_vit_weights(
         vit, source, f"a ViT window encoder (width {vit.embed_dim}, depth {len(vit.blocks)})"
     )

@@ -189,7 +189,7 @@ def plan_image(path: str | Path, cfg: WindowsConfig, seed: int = 0, key: str | N
     plan.resize = S
     mask = None
     if check:  # the mask of the resized image, at 1/factor scale
-        small = img.resize((S // factor, S // factor), Image.BOX)
+        small = img.resize((S // factor, S // factor), Image.Resampling.BOX)
         mask = background_mask(small, 1, cfg.dark_threshold, cfg.bright_threshold)
     for top in range(0, S - w + 1, w):
         for left in range(0, S - w + 1, w):
@@ -365,7 +365,7 @@ class WindowDataset(Dataset):
         kw = {"max_pixels": self.max_image_pixels} if self.max_image_pixels else {}
         img = load_image(path, **kw)
         if resize:
-            img = img.resize((resize, resize), Image.BICUBIC)
+            img = img.resize((resize, resize), Image.Resampling.BICUBIC)
         w = self.index.window_size
         return img.crop((left, top, left + w, top + w))
 

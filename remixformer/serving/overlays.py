@@ -55,7 +55,7 @@ def heat_overlay(image: Image.Image, grid: np.ndarray, alpha: float = ALPHA) -> 
     g = g - g.min()
     top = float(g.max())
     g = g / top if top > 0 else g
-    heat = Image.fromarray(g.astype(np.float32)).resize(image.size, Image.BILINEAR)
+    heat = Image.fromarray(g.astype(np.float32)).resize(image.size, Image.Resampling.BILINEAR)
     colour = _colormap(np.clip(np.asarray(heat), 0.0, 1.0))
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     out = (1 - alpha) * base + alpha * colour.astype(np.float32)
@@ -79,7 +79,7 @@ def draw_boxes(image: Image.Image, boxes: np.ndarray, scale: float) -> Image.Ima
 def _fit(image: Image.Image, size: int, max_side: int) -> tuple[Image.Image, float]:
     """The image as the model saw it (``size`` square), then shrunk to ``max_side``; and that scale."""
     side = min(size, max_side)
-    return image.convert("RGB").resize((side, side), Image.BILINEAR), side / size
+    return image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR), side / size
 
 
 def _png(image: Image.Image) -> bytes:

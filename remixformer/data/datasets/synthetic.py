@@ -183,7 +183,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     ch, cw = max(2, int(np.ceil(h / factor))), max(2, int(np.ceil(w / factor)))
     x = gaussian_filter(rng.standard_normal((ch, cw)).astype(np.float32), sigma / factor, mode="wrap")
     if (ch, cw) != (h, w):
-        x = np.asarray(Image.fromarray(x).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        x = np.asarray(Image.fromarray(x).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
     x = x - x.mean()
     return x / (x.std() + 1e-6)
 

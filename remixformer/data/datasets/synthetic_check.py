@@ -74,7 +74,7 @@ def clinical_features(path: str, lesion: tuple[float, float, float], shrink: int
     with Image.open(path) as im:
         size = im.size[0]
         if shrink > 1:
-            im = im.resize((size // shrink, size // shrink), Image.BILINEAR)
+            im = im.resize((size // shrink, size // shrink), Image.Resampling.BILINEAR)
         img = np.asarray(im, dtype=np.float64)
     cx, cy, r = (v / shrink for v in lesion)
     return filter_features(img, _disk(img.shape[:2], cx, cy, 0.8 * r))
@@ -83,7 +83,7 @@ def clinical_features(path: str, lesion: tuple[float, float, float], shrink: int
 def dermoscopy_features(path: str, size: int | None) -> np.ndarray:
     with Image.open(path) as im:
         if size is not None:
-            im = im.resize((size, size), Image.BILINEAR)
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
         img = np.asarray(im, dtype=np.float64)
     h = img.shape[0]
     return filter_features(img, _disk(img.shape[:2], h / 2, h / 2, 0.42 * h))
