@@ -19,7 +19,7 @@ Loader = Callable[[DataConfig], CaseTable]
 def _loaders() -> dict[str, Loader]:
     from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 
-    return {
+    loaders: dict[str, Loader] = {
         "synthetic": synthetic.load,
         "derm7pt": derm7pt.load,
         "pad_ufes20": pad_ufes.load,
@@ -30,6 +30,8 @@ def _loaders() -> dict[str, Loader]:
         "milk10k_benchmark": milk10k.load_benchmark,
         "manifest": manifest.load,
     }
+    assert set(loaders) == set(DATASET_NAMES), "data.config.DATASET_NAMES and the loaders disagree"
+    return loaders
 
 
 def dataset_names() -> tuple[str, ...]:

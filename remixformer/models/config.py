@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from remixformer.tasks import TaskSpec, normalize_tasks
 
@@ -124,7 +124,10 @@ class FusionConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "remixformer_paper"
+    # ``name`` before this release; checkpoints written then still load (models/checkpoint.py)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"name": "preset"}
+
+    preset: str = "remixformer_paper"
     modalities: str = "CDM"
     tasks: list[dict[str, Any]] = field(default_factory=list)
     metadata_dim: int = 0

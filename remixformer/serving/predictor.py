@@ -122,7 +122,7 @@ class Predictor:
             "run": extra.get("run"),
             "dataset": extra.get("dataset"),
             "epoch": extra.get("epoch"),
-            "preset": model.config.name,
+            "preset": model.config.preset,
         }
         return cls(model, device, identity=identity, **kwargs)
 
