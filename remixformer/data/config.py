@@ -10,6 +10,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
+from remixformer.modalities import parse_modalities
+
 # The one list of data-set names: the config's type, `data check --dataset`'s choices and the loaders of
 # data/registry.py (a test checks that every name has a loader) all read it.
 DatasetName = Literal[
@@ -76,8 +78,6 @@ class DataConfig:
             raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        bad = sorted(set(self.remix_modalities) - set("CDM"))
-        if bad:
-            raise ValueError(f"remix_modalities: letters must be C, D or M, got {self.remix_modalities!r}")
+        self.remix_modalities = parse_modalities(self.remix_modalities, "remix_modalities", allow_empty=True)
         if self.synthetic_cases < 10:
             raise ValueError(f"synthetic_cases must be at least 10, got {self.synthetic_cases}")

@@ -22,12 +22,13 @@ from PIL import Image
 
 from remixformer import keys
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from remixformer.modalities import NAMES
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray | None
-LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
+LETTER_NAMES = NAMES  # C -> clinical ...; kept importable from here (remixformer/modalities.py defines it)
 
 
 class PredictionError(RuntimeError):
