@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from remixformer.keys import IGNORE_INDEX
+from remixformer.modalities import parse_modalities
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,7 @@ def predict_cases(
 
     if not indices:
         raise ValueError(f"{table.name}: no cases to evaluate")
-    if withhold and set(withhold.upper()) - set("CDM"):
-        raise ValueError(f"--withhold takes letters of C, D, M, got {withhold!r}")
+    withhold = parse_modalities(withhold, "--withhold", allow_empty=True)
     from remixformer.training.datamodule import answerable
 
     table = align_to_model(table, model)
@@ -164,7 +164,15 @@ def evaluate_cases(
         max_image_pixels=max_image_pixels,
     )
     metrics = evaluate_predictions(preds, dataset_name=table.name, decision_rule=decision_rule)
-    write_report(out_dir, metrics, preds, title=title, notes=[*(notes or []), *extra])
+    write_report(
+        out_dir,
+        metrics,
+        preds,
+        title=title,
+        notes=[*(notes or []), *extra],
+        modalities=model.config.modalities,
+        withheld=parse_modalities(withhold, "--withhold", allow_empty=True),
+    )
     if predictions is not None:
         predictions.append(preds)
     return metrics

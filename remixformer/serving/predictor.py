@@ -22,12 +22,13 @@ from PIL import Image
 
 from remixformer import keys
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
+from remixformer.modalities import NAMES
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray | None
-LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
+LETTER_NAMES = NAMES  # C -> clinical ...; kept importable from here (remixformer/modalities.py defines it)
 
 
 class PredictionError(RuntimeError):
@@ -122,7 +123,7 @@ class Predictor:
             "run": extra.get("run"),
             "dataset": extra.get("dataset"),
             "epoch": extra.get("epoch"),
-            "preset": model.config.name,
+            "preset": model.config.preset,
         }
         return cls(model, device, identity=identity, **kwargs)
 
