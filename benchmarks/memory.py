@@ -6,7 +6,7 @@
 
 Prints the table, the ratios against the baselines and PASS/FAIL per target, and writes
 benchmarks/results/memory.json (memory-quick.json with --quick). The same as
-``remixformer bench memory --out FILE.json``; the code is in remixformer/bench/memory.py.
+``remixformer bench memory --out FILE.json``; the code is in remixformer/bench/memory/.
 """
 
 import sys

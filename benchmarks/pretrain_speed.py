@@ -48,7 +48,7 @@ CONFIGS = {
 
 
 def config(name: str) -> PretrainConfig:
-    cfg = resolve(PretrainConfig, [CONFIGS[name]], ["backbone.init_weights=null"])
+    cfg = resolve(PretrainConfig, [CONFIGS[name]], ["backbone.pretrained=null"])
     return resolve_sizes(cfg)
 
 

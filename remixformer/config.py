@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -21,6 +22,14 @@ from remixformer.serialization import write_text_atomic
 T = TypeVar("T")
 
 BASE_KEY = "base"  # a YAML config may name a base file (relative to itself) that it extends
+# A config dataclass may list renamed keys as a class attribute ``RENAMED_KEYS = {"old": "new.dotted"}``
+# (the new key relative to the dataclass). The old spelling keeps working for one release: its value
+# moves to the new key with a FutureWarning naming both (see :func:`apply_renames`). A class whose old
+# keys defaulted to null, null meaning what leaving the new key out means, sets
+# ``RENAMED_NULL_IS_DEFAULT = True``: a null under an old key is then dropped without a warning (every
+# config dump written before the rename holds the old keys with their null defaults).
+RENAMED_KEYS_ATTR = "RENAMED_KEYS"
+RENAMED_NULL_ATTR = "RENAMED_NULL_IS_DEFAULT"
 
 
 class ConfigError(ValueError):
@@ -105,10 +114,55 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
+def apply_renames(
+    renamed: Mapping[str, str],
+    data: Mapping[str, Any],
+    where: str = "",
+    warn: bool = True,
+    drop_null: bool = False,
+) -> dict[str, Any]:
+    """``data`` with each deprecated key of ``renamed`` moved to its new (dotted) key.
+
+    A FutureWarning names the old and the new key (unless ``warn`` is false). With ``drop_null``, a null
+    under an old key is dropped without a warning. When both spellings are given, the new key wins and
+    the warning says so.
+    """
+    out = dict(data)
+    prefix = f"{where}." if where else ""
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if value is None and drop_null:
+            continue
+        parts = new.split(".")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[p] = child
+            node = child
+        given = parts[-1] in node
+        if warn:
+            note = f"; {prefix}{new} is also given and wins" if given else ""
+            warnings.warn(
+                f"config key {prefix}{old} is deprecated and will be removed in the next release; "
+                f"use {prefix}{new}{note}",
+                FutureWarning,
+                stacklevel=3,
+            )
+        if not given:
+            node[parts[-1]] = value
+    return out
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, checking keys and types; missing keys keep their defaults."""
     data = dict(data or {})
     data.pop(BASE_KEY, None)
+    renamed = getattr(cls, RENAMED_KEYS_ATTR, None)
+    if renamed:
+        data = apply_renames(renamed, data, where, drop_null=getattr(cls, RENAMED_NULL_ATTR, False))
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)

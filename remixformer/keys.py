@@ -35,3 +35,18 @@ IGNORE_INDEX = -1  # single-label target value meaning "label unknown": ignored 
 LOGITS = "logits"  # dict task name -> logits (B, n_classes)
 EXPLAIN = "explain"  # dict of attention maps, only when forward(..., explain=True)
 AUX_LOGITS = "aux_logits"  # training only: {modality: (task logits of the present rows, row indices)}
+
+# Keys of the explanation maps (``output[EXPLAIN]``), written by the branches and read by explain/ and
+# serving/. Each map has the batch first.
+LSM_SCORES = "lsm_scores"  # float (B, h, w): LSM's score of every cell of G's last grid (eqs. 6-8)
+LSM_CELLS = "lsm_cells"  # long (B, K_p): the selected cells, row-major indices into the grid
+LSM_BOXES = "lsm_boxes"  # long (B, K_p, 4): their crops in model-input pixels (top, left, bottom, right)
+WINDOW_ATTENTION = "window_attention"  # float (B, H, W): T_phi1's class-token attention over patches
+TEMPLATE_ASSIGNMENT = "template_assignment"  # long (B, H, W): MSTA's template of each patch
+REGION_ATTENTION = "region_attention"  # float (B, gh, gw): R_phi2's class-token attention over windows
+CMF_PREFIX = "cmf_"  # cross-modality fusion attention, one map per directed block (cmf_key)
+
+
+def cmf_key(query: str, source: str) -> str:
+    """Key of the CMF attention map of the block where ``query`` attends to ``source`` (``cmf_C_from_D``)."""
+    return f"{CMF_PREFIX}{query}_from_{source}"

@@ -26,6 +26,7 @@ PACKAGE_DIR = Path(remixformer.__file__).parent
 # lowest first; imports go strictly downwards
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation: names and schemas", ("keys", "tasks", "faults", "schema")),
+    ("foundation: modality letters", ("modalities",)),
     ("foundation: serialization", ("serialization",)),
     ("foundation: config engine", ("config",)),
     ("blocks", ("layers",)),

@@ -7,17 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-DATASETS = (
-    "synthetic",
-    "derm7pt",
-    "pad_ufes20",
-    "isic2017",
-    "isic2018",
-    "isic2019",
-    "milk10k",
-    "milk10k_benchmark",
-    "manifest",
-)
+from remixformer.data.config import DATASET_NAMES as DATASETS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -127,12 +127,13 @@ def _one(predictor, args: argparse.Namespace) -> int:
 
 
 def format_table(predictor, result) -> str:
-    names = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
+    from remixformer.modalities import modality_names
+
     ident = predictor.identity
     diag = predictor.tasks[0]
     lines = [
         f"checkpoint: {ident.get('file')} ({ident.get('preset')}, sha256 {str(ident.get('sha256'))[:12]})",
-        f"inputs used: {', '.join(names[m] for m in result.modalities_used)}",
+        f"inputs used: {', '.join(modality_names(result.modalities_used))}",
         "",
         f"{'rank':>4}  {'class':<12} {'probability':>11}",
     ]

@@ -10,7 +10,7 @@ Examples:
   remixformer pretrain -c configs/pretrain/dino_small_cpu.yaml --run-dir runs/pretrain/dino_small_cpu --resume
 
 The teacher backbone is written to <run dir>/teacher_backbone.safetensors after every epoch; train with
-model.window_encoder_weights (or model.clinical_weights): <that file> and the same model preset.
+model.dermoscopy.pretrained (or model.clinical.pretrained): <that file> and the same model preset.
 See docs/pretraining.md.
 """
 
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_config_args(
         p,
         config_example="configs/pretrain/dino_paper.yaml",
-        overrides_example="optim.epochs=20 backbone.init_weights=null",
+        overrides_example="optim.epochs=20 backbone.pretrained=null",
         overrides_note=" (also accepted after --images)",
     )
     p.add_argument("--run-dir", help="run directory (default: <output_dir>/<name>)")
@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
             )
         for w in summary["collapse_warnings"][-1:]:
             print(f"warning: {w}")
-        key = "clinical_weights" if cfg.backbone.encoder == "clinical_encoder" else "window_encoder_weights"
-        what = "clinical encoder" if key == "clinical_weights" else "T_phi1"
+        section = "clinical" if cfg.backbone.encoder == "clinical_encoder" else "dermoscopy"
+        what = "clinical encoder" if section == "clinical" else "T_phi1"
         print(f"{what} weights: {summary['export']}")
         print(
-            f"use them with model.{key}: {summary['export']} (preset "
-            f"{cfg.backbone.preset}) or create_model(..., {key}=PATH)"
+            f"use them with model.{section}.pretrained: {summary['export']} (preset "
+            f"{cfg.backbone.preset}) or create_model(..., {section}={{'pretrained': PATH}})"
         )
     return 0

@@ -6,10 +6,15 @@ Image sizes are not here: the model's config gives them (``clinical.image_size``
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-DATASET_NAMES = (
+from remixformer.modalities import parse_modalities
+
+# The one list of data-set names: the config's type, `data check --dataset`'s choices and the loaders of
+# data/registry.py (a test checks that every name has a loader) all read it.
+DatasetName = Literal[
     "synthetic",
     "derm7pt",
     "pad_ufes20",
@@ -19,7 +24,8 @@ DATASET_NAMES = (
     "milk10k",
     "milk10k_benchmark",
     "manifest",
-)
+]
+DATASET_NAMES: tuple[str, ...] = typing.get_args(DatasetName)
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # decompression-bomb guard: 10,000 x 10,000
 # Resizing to the model's square input costs about 3 x (longer side) x (model size) bytes, so a
 # 1-pixel-wide image of many rows is a memory bomb within the pixel limit; no photo of a lesion is
@@ -29,17 +35,7 @@ MAX_ASPECT_RATIO = 20
 
 @dataclass
 class DataConfig:
-    dataset: Literal[
-        "synthetic",
-        "derm7pt",
-        "pad_ufes20",
-        "isic2017",
-        "isic2018",
-        "isic2019",
-        "milk10k",
-        "milk10k_benchmark",
-        "manifest",
-    ] = "synthetic"
+    dataset: DatasetName = "synthetic"
     root: str = "data/synthetic"  # the folder as the data set unpacks (synthetic: generated here if empty)
     manifest: str | None = None  # manifest data set: the CSV (default <root>/manifest.csv)
     schema: str | None = None  # manifest data set: the schema JSON/YAML (default <root>/schema.json)
@@ -82,8 +78,6 @@ class DataConfig:
             raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        bad = sorted(set(self.remix_modalities) - set("CDM"))
-        if bad:
-            raise ValueError(f"remix_modalities: letters must be C, D or M, got {self.remix_modalities!r}")
+        self.remix_modalities = parse_modalities(self.remix_modalities, "remix_modalities", allow_empty=True)
         if self.synthetic_cases < 10:
             raise ValueError(f"synthetic_cases must be at least 10, got {self.synthetic_cases}")

@@ -28,6 +28,7 @@ from remixformer.data.images import BadImageError, load_image
 from remixformer.data.remix import RemixPairing
 from remixformer.data.transforms import build_image_transform, resize_uint8
 from remixformer.keys import CASE_ID, IGNORE_INDEX, INDEX, MODALITY_KEYS, TARGETS, present_key
+from remixformer.modalities import parse_modalities
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,8 @@ class MultiModalDataset(Dataset):
         expand_images: bool | None = None,
         augment: str = "paper",
     ) -> None:
-        bad = sorted(set(modalities) - set("CDM"))
-        if bad or not modalities:
-            raise ValueError(f"modalities must be a non-empty combination of C, D, M, got {modalities!r}")
+        self.modalities = parse_modalities(modalities)
         self.table = table
-        self.modalities = "".join(m for m in "CDM" if m in modalities)
         self.sizes = {"C": int(clinical_size), "D": int(dermoscopy_size)}
         self.train = bool(train)
         self.remix = bool(remix) and self.train

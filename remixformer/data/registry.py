@@ -11,6 +11,7 @@ from remixformer.data.cases import CaseTable
 from remixformer.data.config import DATASET_NAMES, DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 from remixformer.data.images import BadImageError, missing_file_reason, verify_image
+from remixformer.modalities import modality_names
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ Loader = Callable[[DataConfig], CaseTable]
 
 
 def _loaders() -> dict[str, Loader]:
-    return {
+    loaders: dict[str, Loader] = {
         "synthetic": synthetic.load,
         "derm7pt": derm7pt.load,
         "pad_ufes20": pad_ufes.load,
@@ -29,6 +30,8 @@ def _loaders() -> dict[str, Loader]:
         "milk10k_benchmark": milk10k.load_benchmark,
         "manifest": manifest.load,
     }
+    assert set(loaders) == set(DATASET_NAMES), "data.config.DATASET_NAMES and the loaders disagree"
+    return loaders
 
 
 def dataset_names() -> tuple[str, ...]:
@@ -118,7 +121,7 @@ def apply_file_policy(table: CaseTable, cfg: DataConfig, modalities: str = "CDM"
     unread = [m for m in "CD" if m in table.modalities and m not in modalities.upper()]
     if unread:
         table = replace(table, notes=list(table.notes), skipped=list(table.skipped))
-        names = " and ".join({"C": "clinical", "D": "dermoscopy"}[m] for m in unread)
+        names = " and ".join(modality_names(unread))
         table.notes.append(
             f"{names} image files not checked: the model ({modalities.upper()}) does not read them"
         )

@@ -19,6 +19,7 @@ from remixformer.data.splits import splits_from_config
 from remixformer.evaluation.report import evaluate_predictions, write_report
 from remixformer.evaluation.runner import predict
 from remixformer.keys import IGNORE_INDEX
+from remixformer.modalities import parse_modalities
 from remixformer.schema import MetadataSchema
 from remixformer.tasks import MULTI
 
@@ -80,8 +81,7 @@ def predict_cases(
     notes a report of them must carry (cases left out, a withheld modality)."""
     if not indices:
         raise ValueError(f"{table.name}: no cases to evaluate")
-    if withhold and set(withhold.upper()) - set("CDM"):
-        raise ValueError(f"--withhold takes letters of C, D, M, got {withhold!r}")
+    withhold = parse_modalities(withhold, "--withhold", allow_empty=True)
 
     table = align_to_model(table, model)
     cfg = model.config
@@ -147,7 +147,15 @@ def evaluate_cases(
         max_image_pixels=max_image_pixels,
     )
     metrics = evaluate_predictions(preds, dataset_name=table.name, decision_rule=decision_rule)
-    write_report(out_dir, metrics, preds, title=title, notes=[*(notes or []), *extra])
+    write_report(
+        out_dir,
+        metrics,
+        preds,
+        title=title,
+        notes=[*(notes or []), *extra],
+        modalities=model.config.modalities,
+        withheld=parse_modalities(withhold, "--withhold", allow_empty=True),
+    )
     if predictions is not None:
         predictions.append(preds)
     return metrics

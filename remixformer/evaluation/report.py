@@ -453,12 +453,16 @@ def write_report(
     preds: Predictions,
     title: str = "Evaluation",
     notes: Sequence[str] = (),
+    modalities: str | None = None,
+    withheld: str = "",
 ) -> dict[str, Path]:
     """Write report.md, report.json, predictions.csv, roc_<task>.png (every task),
     confusion_<task>.png (single-label tasks) and calibration_<diag>.png into ``out_dir``.
 
     ``notes`` (for example "leaky fields included: management", "withheld modality: C") appear in
-    both the Markdown and the JSON. Returns ``{file name: path}``.
+    both the Markdown and the JSON. ``modalities`` (the letters the model reads) and ``withheld`` (the
+    letters hidden from it in this evaluation, "" for none) are fields of report.json, for programs;
+    the model answered from ``modalities`` less ``withheld``. Returns ``{file name: path}``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -495,6 +499,8 @@ def write_report(
     payload = {
         "title": title,
         "notes": notes,
+        "modalities": modalities,
+        "withheld": withheld,
         "files": sorted([*written, "report.json"]),
         "metrics": to_jsonable(metrics),
     }

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from remixformer import keys
 from remixformer.data.images import to_pil
 from remixformer.evaluation.plots import save_figure
 from remixformer.evaluation.report import to_jsonable
@@ -97,7 +98,7 @@ class CaseExplanation:
                 "image_size": list(self.clinical_size),
                 "model_input_size": c.input_size,
                 "lsm_grid": list(c.grid),
-                "lsm_scores": c.scores,
+                keys.LSM_SCORES: c.scores,
                 "selected_cells": c.cells,
                 "crop_boxes": c.boxes_in(self.clinical_size),
                 "crop_boxes_model_pixels": c.boxes,
@@ -119,12 +120,14 @@ class CaseExplanation:
                 "model_input_size": m.input_size,
                 "window_grid": list(m.grid),
                 "patches_per_window": list(m.patches_per_window),
-                "region_attention": m.region,
-                "window_attention": m.window,
+                keys.REGION_ATTENTION: m.region,
+                keys.WINDOW_ATTENTION: m.window,
                 "combined_attention": m.combined,
-                "template_assignment": m.templates,
+                keys.TEMPLATE_ASSIGNMENT: m.templates,
             }
-        cmf = {k: np.asarray(v) for k, v in self.prediction.explanation.items() if k.startswith("cmf_")}
+        cmf = {
+            k: np.asarray(v) for k, v in self.prediction.explanation.items() if k.startswith(keys.CMF_PREFIX)
+        }
         if cmf:
             d["cmf_attention"] = cmf
         return to_jsonable(d)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from remixformer import keys
 from remixformer.data.cases import CaseTable
 from remixformer.data.images import load_image
 from remixformer.data.transforms import build_image_transform
@@ -64,8 +65,8 @@ def lsm_hit_rate(
             chunk = photos[start : start + batch_size]
             x = torch.stack([transform(load_image(p)) for _, p in chunk])
             maps = branch(x, explain=True).maps
-            boxes = maps["lsm_boxes"].cpu().numpy()
-            scores = maps["lsm_scores"].cpu().numpy()
+            boxes = maps[keys.LSM_BOXES].cpu().numpy()
+            scores = maps[keys.LSM_SCORES].cpu().numpy()
             for (case_id, path), b, s in zip(chunk, boxes, scores):
                 cx, cy, r, side = lesions[path]
                 f = size / side

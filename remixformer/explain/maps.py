@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from remixformer import keys
+
 log = logging.getLogger(__name__)
 
 Size = tuple[int, int]  # (height, width) in pixels
@@ -209,10 +211,10 @@ def _numpy(x: Any) -> np.ndarray:
 def clinical_maps(explanation: Mapping[str, Any], input_size: int) -> ClinicalMaps | None:
     """The LSM maps of one case (``CasePrediction.explanation``), None when the case has no photo or
     the model has no LSM (a note is logged)."""
-    if "lsm_scores" not in explanation:
+    if keys.LSM_SCORES not in explanation:
         log.info("no LSM maps: the model has no clinical branch or no LSM")
         return None
-    scores = _numpy(explanation["lsm_scores"]).astype(np.float64)
+    scores = _numpy(explanation[keys.LSM_SCORES]).astype(np.float64)
     if scores.ndim != 2:
         raise ValueError(f"lsm_scores of one case must be (h, w), got shape {scores.shape}")
     if _is_absent(scores):
@@ -220,8 +222,8 @@ def clinical_maps(explanation: Mapping[str, Any], input_size: int) -> ClinicalMa
         return None
     return ClinicalMaps(
         scores=scores,
-        cells=_numpy(explanation["lsm_cells"]).astype(np.int64).reshape(-1),
-        boxes=_numpy(explanation["lsm_boxes"]).astype(np.int64).reshape(-1, 4),
+        cells=_numpy(explanation[keys.LSM_CELLS]).astype(np.int64).reshape(-1),
+        boxes=_numpy(explanation[keys.LSM_BOXES]).astype(np.int64).reshape(-1, 4),
         input_size=int(input_size),
     )
 
@@ -229,20 +231,20 @@ def clinical_maps(explanation: Mapping[str, Any], input_size: int) -> ClinicalMa
 def dermoscopy_maps(explanation: Mapping[str, Any], input_size: int) -> DermoscopyMaps | None:
     """The dermoscopy attention of one case, None when the case has no dermoscopy image or the model
     has no dermoscopy branch (a note is logged)."""
-    if "window_attention" not in explanation:
+    if keys.WINDOW_ATTENTION not in explanation:
         log.info(
             "no dermoscopy maps: the model has no dermoscopy branch, or its window encoder (a Swin) has no "
             "class-token attention"
         )
         return None
-    window = _numpy(explanation["window_attention"]).astype(np.float64)
+    window = _numpy(explanation[keys.WINDOW_ATTENTION]).astype(np.float64)
     if window.ndim != 2:
         raise ValueError(f"window_attention of one case must be (P, P), got shape {window.shape}")
     if _is_absent(window):
         log.info("no dermoscopy maps: the case has no dermoscopy image")
         return None
-    region = explanation.get("region_attention")
-    templates = explanation.get("template_assignment")
+    region = explanation.get(keys.REGION_ATTENTION)
+    templates = explanation.get(keys.TEMPLATE_ASSIGNMENT)
     return DermoscopyMaps(
         window=window,
         region=None if region is None else _numpy(region).astype(np.float64),

@@ -4,8 +4,8 @@ Inputs are outputs of the project's commands: a ``remixformer cv`` run (its fold
 ``cv_results.json``: one value per fold) or a ``remixformer evaluate`` report (its folder or its
 ``report.json``: one value). Inputs with the same label are pooled, so several evaluate reports of
 one subset trained with different seeds make one bar. A label is given by the caller or read from
-the input: the ``model.modalities`` of a cv run's config, or the ``model modalities: ...`` note of a
-report (less a withheld modality); the folder name otherwise.
+the input: the ``model.modalities`` of a cv run's config, or the ``modalities`` field of a report less
+its ``withheld`` field; the folder name otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 from remixformer.evaluation.plots import plot_fold_comparison, save_figure
 from remixformer.evaluation.report import to_jsonable
 from remixformer.evaluation.stats import PAPER_HEADINGS, cv_table, load_cv_results, mean_std
+from remixformer.modalities import parse_modalities
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def _resolve(path: Path) -> tuple[str, Path]:
     raise ValueError(f"{path}: neither a cv_results.json ('folds') nor an evaluate report.json ('metrics')")
 
 
+# Reports written before report.json had the fields `modalities` and `withheld` say them only in their
+# prose notes; these read them there (the notes' wording of that release).
 _MODALITIES_NOTE = re.compile(r"model modalities:\s*([CDM]+)")
 _WITHHELD_NOTE = re.compile(r"withheld modality:\s*([CDM]+)")
 
@@ -135,7 +138,10 @@ def _label_of(kind: str, file: Path, data: dict[str, Any]) -> str:
         mods = ((data.get("config") or {}).get("model") or {}).get("modalities")
         if isinstance(mods, str) and mods:
             return mods
-    else:
+    elif isinstance(data.get("modalities"), str) and data["modalities"]:
+        withheld = data.get("withheld") or ""
+        return "".join(x for x in parse_modalities(data["modalities"]) if x not in withheld.upper())
+    else:  # a report of the earlier release: the modalities are in the notes only
         notes = " ".join(str(n) for n in data.get("notes", []))
         m = _MODALITIES_NOTE.search(notes)
         if m:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from remixformer.config import ConfigError, from_dict, to_dict
+from remixformer.config import ConfigError, apply_renames, from_dict, to_dict
 from remixformer.models.config import ModelConfig
 from remixformer.models.registry import build_model
 from remixformer.schema import MetadataSchema
@@ -68,6 +68,9 @@ def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any],
             f"this remixformer reads version {VERSION!r}"
         )
     raw = _header_json(path, meta, "config", required=True)
+    # files written before a config key was renamed (e.g. "name" -> "preset"): read without a warning,
+    # the file is data, not a spelling the user chose
+    raw = apply_renames(ModelConfig.RENAMED_KEYS, raw, warn=False)
     try:
         cfg = from_dict(ModelConfig, raw)
     except (ConfigError, TypeError, ValueError) as e:

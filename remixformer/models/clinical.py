@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from remixformer import keys
 from remixformer.layers.attention import CrossAttentionBlock
 from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.cls_swin import CLSSwinEncoder, CLSSwinStage
@@ -250,9 +251,9 @@ class ClinicalBranch(nn.Module):
             g_out, l_out = g_cls, l_cls
         if explain:
             maps = {
-                "lsm_scores": scores.view(B, gh, gw).detach(),
-                "lsm_cells": sel.cells,
-                "lsm_boxes": sel.boxes,
+                keys.LSM_SCORES: scores.view(B, gh, gw).detach(),
+                keys.LSM_CELLS: sel.cells,
+                keys.LSM_BOXES: sel.boxes,
             }
         tokens = torch.cat([g_out[:, None], l_out[:, None], g_patch, l_patch], dim=1)
         ones = l_patch_weight.new_ones(B, 2 + gh * gw)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from remixformer.modalities import LETTERS as MODALITY_LETTERS  # noqa: F401 (re-exported)
+from remixformer.modalities import parse_modalities
 from remixformer.tasks import TaskSpec, normalize_tasks
 
-MODALITY_LETTERS = "CDM"
 # Bounds of a plausible model, checked before anything is built (a checkpoint's header is data from
 # outside: an edited one must not make the loader build millions of blocks or multi-GB inputs).
 MAX_INPUT_SIZE = 4096  # pixels per side of an input image or window
@@ -124,7 +125,10 @@ class FusionConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "remixformer_paper"
+    # ``name`` before this release; checkpoints written then still load (models/checkpoint.py)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"name": "preset"}
+
+    preset: str = "remixformer_paper"
     modalities: str = "CDM"
     tasks: list[dict[str, Any]] = field(default_factory=list)
     metadata_dim: int = 0
@@ -152,18 +156,8 @@ class ModelConfig:
 
 
 def normalize_modalities(modalities: str) -> str:
-    """'dc' -> 'CD'. Raises ValueError on an empty set or an unknown letter."""
-    if not isinstance(modalities, str):
-        raise ValueError(f"modalities must be a string of letters from 'CDM', got {modalities!r}")
-    letters = modalities.upper().replace("+", "").replace(",", "").strip()
-    if not letters:
-        raise ValueError(
-            "modalities is empty: choose a non-empty subset of 'CDM' (clinical, dermoscopy, metadata)"
-        )
-    bad = sorted(set(letters) - set(MODALITY_LETTERS))
-    if bad:
-        raise ValueError(f"modalities {modalities!r}: unknown letter(s) {bad}; expected a subset of 'CDM'")
-    return "".join(m for m in MODALITY_LETTERS if m in letters)
+    """'dc' -> 'CD'. Raises ValueError on an empty set or an unknown letter (``parse_modalities``)."""
+    return parse_modalities(modalities)
 
 
 def _bounded(where: str, value: Any, high: float, kind: type = int) -> None:

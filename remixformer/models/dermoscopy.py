@@ -18,6 +18,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from remixformer import keys
 from remixformer.layers.attention import attention_probs
 from remixformer.layers.stem import ConvStemPatchEmbed
 from remixformer.models.branch import BranchOutput, no_weight_decay_names
@@ -229,10 +230,10 @@ class HighResolutionWindowEncoder(nn.Module):
         if explain and atts and atts[0] is not None:  # a Swin window encoder has no class-token attention
             p = int(self.encoder.grid)
             att = torch.cat(atts).view(B, grid[0], grid[1], p, p)
-            maps["window_attention"] = att.permute(0, 1, 3, 2, 4).reshape(B, grid[0] * p, grid[1] * p)
+            maps[keys.WINDOW_ATTENTION] = att.permute(0, 1, 3, 2, 4).reshape(B, grid[0] * p, grid[1] * p)
             if self.msta is not None:
                 assign = torch.cat(assigns).argmax(-1).view(B, grid[0], grid[1], p, p)
-                maps["template_assignment"] = assign.permute(0, 1, 3, 2, 4).reshape(
+                maps[keys.TEMPLATE_ASSIGNMENT] = assign.permute(0, 1, 3, 2, 4).reshape(
                     B, grid[0] * p, grid[1] * p
                 )
         return emb, grid, maps
@@ -325,11 +326,11 @@ class DermoscopyBranch(nn.Module):
             tokens, attention = self.single_level(x, need_attention=explain)
             if explain and attention is not None:
                 g = self.single_level.grid
-                maps["window_attention"] = attention.view(-1, g, g)
+                maps[keys.WINDOW_ATTENTION] = attention.view(-1, g, g)
             return BranchOutput(tokens[:, 0], tokens, maps)
         emb, grid, maps = self.hrwe(images, explain)
         emb = self.window_proj(emb)  # B, nW, region width
         tokens, region_attention = self.region_encoder(emb, grid, explain)
         if explain:
-            maps["region_attention"] = region_attention.view(-1, *grid)
+            maps[keys.REGION_ATTENTION] = region_attention.view(-1, *grid)
         return BranchOutput(tokens[:, 0], tokens, maps)

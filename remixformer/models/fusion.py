@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from remixformer import keys
 from remixformer.layers.attention import CrossAttentionBlock
 from remixformer.models.branch import BranchOutput
 from remixformer.tasks import TaskSpec
@@ -72,7 +73,7 @@ class CrossModalityFusion(nn.Module):
                 n = n.index_add(0, rows, torch.ones_like(rows, dtype=n.dtype))
                 if explain:
                     full = torch.full((B, *attn.shape[1:]), float("nan"), device=device, dtype=attn.dtype)
-                    maps[f"cmf_{q}_from_{s}"] = full.index_copy(0, rows, attn)
+                    maps[keys.cmf_key(q, s)] = full.index_copy(0, rows, attn)
             # no source present for a case: the block without its attention term, i.e. the normed token
             first = next((f"{q}_from_{s}" for q, s in self.pairs if q == m), None)
             own = self.blocks[first].norm(emb[m]) if first else self.norms[m](emb[m])

@@ -1,4 +1,4 @@
-"""Named presets and the one factory (timm style): ``create_model(name, modalities, tasks, ...)``.
+"""Named presets and the one factory (timm style): ``create_model(preset, modalities, tasks, ...)``.
 
 Three presets, one code path: ``remixformer_paper`` has the paper's sizes, ``remixformer_small`` the
 same architecture sized to train on a 2-core CPU in minutes on small images, ``remixformer_tiny`` is for
@@ -9,6 +9,8 @@ tests. Any config field can be overridden by section (``clinical={"lsm": False}`
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from remixformer.config import ConfigError, deep_merge, from_dict, to_dict
@@ -126,6 +128,12 @@ PRETRAINED = {
     "window_encoder": "timm:vit_small_patch16_224.dino",
     "region_encoder": "timm:vit_small_patch16_224.augreg_in21k_ft_in1k",
 }
+# the config key of each encoder's weights (create_model(pretrained=True) fills the ones not given)
+PRETRAINED_KEYS = {
+    "clinical.pretrained": PRETRAINED["clinical"],
+    "dermoscopy.pretrained": PRETRAINED["window_encoder"],
+    "dermoscopy.region_pretrained": PRETRAINED["region_encoder"],
+}
 
 
 def list_models() -> list[str]:
@@ -142,17 +150,17 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def resolve_config(name: str, **overrides: Any) -> ModelConfig:
-    """The preset ``name`` with ``overrides`` applied, checked field by field."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
-    data: dict[str, Any] = deep_merge({"name": name}, PRESETS[name])
+def resolve_config(preset: str, **overrides: Any) -> ModelConfig:
+    """The preset ``preset`` with ``overrides`` applied, checked field by field."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; available: {list_models()}")
+    data: dict[str, Any] = deep_merge({"preset": preset}, PRESETS[preset])
     for key, value in overrides.items():
         if value is None and key in ("tasks", "metadata_schema"):
             continue
         if key in AMBIGUOUS:
             raise ValueError(
-                f"create_model({name!r}): {key!r} is ambiguous (both branches have one); use one of "
+                f"create_model({preset!r}): {key!r} is ambiguous (both branches have one); use one of "
                 f"{list(AMBIGUOUS[key])} or a dotted key such as 'dermoscopy.{key}'"
             )
         key = ALIASES.get(key, key)
@@ -160,19 +168,48 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     try:
         return from_dict(ModelConfig, data)
     except ConfigError as e:
-        raise ValueError(f"create_model({name!r}): {e}") from e
+        raise ValueError(f"create_model({preset!r}): {e}") from e
+
+
+def check_sections(
+    preset: str, modalities: str, sections: Mapping[str, Mapping[str, Any]], where: str = "model"
+) -> dict[str, dict[str, Any]]:
+    """Check overrides of a preset's sections (``{"clinical": {...}, ...}``) as a config resolves,
+    before any data set loads: every key and type, and the sizes of the model they give together.
+
+    Raises ConfigError naming the key (``model.clinical.num_crop``) and the valid keys. Returns the
+    sections with their values converted to the fields' types.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"{where}.preset: unknown model preset {preset!r}; available: {list_models()}")
+    data: dict[str, Any] = deep_merge({"preset": preset, "modalities": modalities}, PRESETS[preset])
+    data["metadata_dim"] = 1  # a stand-in: the data set gives the real width (only M needs one)
+    for name, section in sections.items():
+        data = deep_merge(data, {name: dict(section)})
+    try:
+        cfg = from_dict(ModelConfig, data, where)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return {name: {k: getattr(getattr(cfg, name), k) for k in section} for name, section in sections.items()}
+
+
+# create_model's keyword arguments of the earlier release -> the config key that replaced each
+RENAMED_ARGUMENTS = {
+    "clinical_weights": "clinical.pretrained",
+    "window_encoder_weights": "dermoscopy.pretrained",
+    "region_encoder_weights": "dermoscopy.region_pretrained",
+}
 
 
 def create_model(
-    name: str = "remixformer_paper",
+    preset: str = "remixformer_paper",
     modalities: str = "CDM",
     tasks: Any = None,
     metadata_dim: int | None = None,
     *,
     metadata_schema: dict[str, Any] | None = None,
-    clinical_weights: str | None = None,
-    window_encoder_weights: str | None = None,
-    region_encoder_weights: str | None = None,
     pretrained: bool = False,
     **overrides: Any,
 ):
@@ -180,17 +217,37 @@ def create_model(
 
     ``tasks``: an int (diagnosis classes), ``{name: n_classes | [class names]}`` or TaskSpecs (diagnosis
     first). ``metadata_dim``: one-hot width (unknown slots included) when M is used; taken from
-    ``metadata_schema`` (a ``MetadataSchema.to_dict()``) when given. ``clinical_weights`` /
-    ``window_encoder_weights`` / ``region_encoder_weights`` (R_phi2's blocks from a ViT of its shape): a file
-    path or ``timm:<name>`` (hub, needs internet); ``pretrained=True`` is shorthand for the paper's timm
-    weights for all three.
+    ``metadata_schema`` (a ``MetadataSchema.to_dict()``) when given. Encoder weights are config keys like
+    every other field: ``clinical={"pretrained": SOURCE}`` (G and L), ``dermoscopy={"pretrained": SOURCE,
+    "region_pretrained": SOURCE}`` (T_phi1; R_phi2's blocks from a ViT of its shape), a SOURCE being a
+    file path or ``timm:<name>`` (hub, needs internet); ``pretrained=True`` is shorthand for the paper's
+    timm weights for all three. The keyword arguments ``clinical_weights``, ``window_encoder_weights`` and
+    ``region_encoder_weights`` of the earlier release still work, with a FutureWarning.
     """
+    if "name" in overrides:  # the earlier release's keyword for the preset
+        warnings.warn(
+            "create_model(name=...) is deprecated and will be removed in the next release; use preset=...",
+            FutureWarning,
+            stacklevel=2,
+        )
+        preset = overrides.pop("name")
+    weights: dict[str, Any] = {}
+    for old, new in RENAMED_ARGUMENTS.items():
+        if old in overrides:
+            value = overrides.pop(old)
+            warnings.warn(
+                f"create_model({old}=...) is deprecated and will be removed in the next release; use the "
+                f"config key {new} (e.g. {new.split('.')[0]}={{{new.split('.')[1]!r}: ...}})",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if value:
+                weights[new] = value
     if metadata_schema is not None and metadata_dim is None:
         metadata_dim = _schema_dim(metadata_schema)
-    if pretrained:
-        clinical_weights = clinical_weights or PRETRAINED["clinical"]
-        window_encoder_weights = window_encoder_weights or PRETRAINED["window_encoder"]
-        region_encoder_weights = region_encoder_weights or PRETRAINED["region_encoder"]
+    if pretrained:  # the paper's weights for every encoder whose weights are not named
+        for key, source in PRETRAINED_KEYS.items():
+            weights.setdefault(key, source)
     extra: dict[str, Any] = {"modalities": modalities}
     if tasks is not None:
         extra["tasks"] = [t.to_dict() for t in normalize_tasks(tasks)]
@@ -198,13 +255,8 @@ def create_model(
         extra["metadata_dim"] = metadata_dim
     if metadata_schema is not None:
         extra["metadata_schema"] = metadata_schema
-    if clinical_weights:
-        extra["clinical.pretrained"] = clinical_weights
-    if window_encoder_weights:
-        extra["dermoscopy.pretrained"] = window_encoder_weights
-    if region_encoder_weights:
-        extra["dermoscopy.region_pretrained"] = region_encoder_weights
-    cfg = resolve_config(name, **extra, **overrides)
+    # later keys win: a key given in `overrides` (dotted or in its section) over `weights`
+    cfg = resolve_config(preset, **{**extra, **weights, **overrides})
     return build_model(cfg)
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 from remixformer.engine.trainer import TrainerConfig
-from remixformer.models.registry import resolve_config
+from remixformer.models.registry import check_sections, resolve_config
 
 LOCAL_FRACTION = 96 / 256  # DINO's local views (96^2) relative to its global views (the paper's 256^2)
 
@@ -37,14 +37,25 @@ class BackboneConfig:
     """The ViT being pretrained: exactly ``WindowEncoder.vit`` of a model preset, so the export loads
     strictly into that preset's T_phi1."""
 
+    # ``init_weights`` before this release (still read, with a FutureWarning)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"init_weights": "pretrained"}
+
     preset: str = "remixformer_paper"  # remixformer_paper: ViT-S/16 on 256^2; remixformer_small: width 64
     # which encoder of the preset: the dermoscopy window encoder T_phi1 (the paper's DINO), or the
     # clinical branch's CLS-Swin encoder G (whose stages 1-3 L shares; L's stage 4 starts as G's)
     encoder: Literal["window_encoder", "clinical_encoder"] = "window_encoder"
     dermoscopy: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's dermoscopy section
     clinical: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's clinical section
-    init_weights: str | None = "timm:vit_small_patch16_224.dino"  # or a file; null: from scratch
+    pretrained: str | None = "timm:vit_small_patch16_224.dino"  # or a file; null: from scratch
     drop_path_rate: float | None = None  # student's stochastic depth; null: the preset's (0.1). Teacher: 0
+
+    def __post_init__(self) -> None:
+        # the sections' keys and types, and the encoder's sizes, checked as the config resolves
+
+        modality = "C" if self.encoder == "clinical_encoder" else "D"
+        sections = {"dermoscopy": self.dermoscopy, "clinical": self.clinical}
+        checked = check_sections(self.preset, modality, sections, where="backbone")
+        self.dermoscopy, self.clinical = checked["dermoscopy"], checked["clinical"]
 
 
 @dataclass

@@ -3,13 +3,13 @@
 Window encoder: a timm-format ``VisionTransformer`` state dict (``cls_token``, ``pos_embed``,
 ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``) in safetensors, written atomically, with a JSON
 header (``remixformer.window_encoder``) that describes it: the architecture, the preset it belongs to,
-the run and the step. It loads strictly with ``create_model(preset, window_encoder_weights=PATH)`` or
-``model.window_encoder_weights: PATH`` in a training config (``models.weights.load_window_encoder_weights``);
+the run and the step. It loads strictly with ``create_model(preset, dermoscopy={"pretrained": PATH})`` or
+``model.dermoscopy.pretrained: PATH`` in a training config (``models.weights.load_window_encoder_weights``);
 the header is informative, the tensors alone are a plain timm ViT checkpoint.
 
 Clinical encoder: the CLS-Swin encoder G's state dict (timm Swin names plus ``cls_token`` and the
 merging's ``cls_norm``/``cls_reduction``), header ``remixformer.clinical_encoder``; it loads with
-``create_model(preset, clinical_weights=PATH)`` or ``model.clinical_weights: PATH``.
+``create_model(preset, clinical={"pretrained": PATH})`` or ``model.clinical.pretrained: PATH``.
 
 Both headers record the images the run saw (``pretrained_on``): folders, or a data set with its split
 protocol, fold, seed and splits, so a training run can tell whether its test cases were among them.
@@ -53,8 +53,8 @@ def describe(cfg: PretrainConfig, **extra: Any) -> dict[str, Any]:
             "preset": cfg.backbone.preset,
             "clinical_overrides": dict(cfg.backbone.clinical),
             "use": (
-                f"create_model({cfg.backbone.preset!r}, ..., clinical_weights=PATH) or "
-                "model.clinical_weights: PATH in a training config"
+                f"create_model({cfg.backbone.preset!r}, ..., clinical={{'pretrained': PATH}}) or "
+                "model.clinical.pretrained: PATH in a training config"
             ),
             "pretrain_config": to_dict(cfg),
             **extra,
@@ -76,8 +76,8 @@ def describe(cfg: PretrainConfig, **extra: Any) -> dict[str, Any]:
         "preset": cfg.backbone.preset,
         "dermoscopy_overrides": dict(cfg.backbone.dermoscopy),
         "use": (
-            f"create_model({cfg.backbone.preset!r}, ..., window_encoder_weights=PATH) or "
-            "model.window_encoder_weights: PATH in a training config"
+            f"create_model({cfg.backbone.preset!r}, ..., dermoscopy={{'pretrained': PATH}}) or "
+            "model.dermoscopy.pretrained: PATH in a training config"
         ),
         "pretrain_config": to_dict(cfg),
         **extra,

@@ -104,7 +104,7 @@ def pretrain(
             write_text_atomic(run_dir / "data.json", json.dumps(index.info, indent=2))
         meta = DINOMetaArch(cfg)
         init = (
-            "resumed from the training state" if resume else meta.load_init_weights(cfg.backbone.init_weights)
+            "resumed from the training state" if resume else meta.load_init_weights(cfg.backbone.pretrained)
         )
         n_params = sum(p.numel() for p in meta.student.parameters()) / 1e6
         log.info(

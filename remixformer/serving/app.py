@@ -35,10 +35,11 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from remixformer.data.images import BadImageError, ImageTooLargeError, load_image
+from remixformer.modalities import IMAGE_LETTERS, modality_name, modality_names
 from remixformer.schema import is_blank
 from remixformer.serving.overlays import make_overlays
 from remixformer.serving.pool import InferencePool, QueueFull
-from remixformer.serving.predictor import LETTER_NAMES, PredictionError, Predictor
+from remixformer.serving.predictor import PredictionError, Predictor
 from remixformer.serving.uploads import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -294,8 +295,8 @@ def _form_schema(predictor: Predictor) -> dict[str, Any]:
     """OpenAPI schema of the multipart body for this model (shown on /docs)."""
     props: dict[str, Any] = {}
     for m in predictor.modalities:
-        if m in "CD":
-            key = LETTER_NAMES[m]
+        if m in IMAGE_LETTERS:
+            key = modality_name(m)
             props[key] = {"type": "string", "format": "binary", "description": f"{key} image file"}
     for f in predictor.metadata_fields():
         if f["kind"] == "numeric":
@@ -314,6 +315,225 @@ def _form_schema(predictor: Predictor) -> dict[str, Any]:
         "required": True,
         "content": {"multipart/form-data": {"schema": {"type": "object", "properties": props}}},
     }
+
+
+class Service:
+    """The handlers of the service's routes around one predictor, and the state they share: the
+    inference pool, the upload gate, the health record and the limits. :func:`create_app` builds one
+    and registers its methods as the routes."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_upload_bytes: int,
+        pixels: int,
+        workers: int,
+        queue_size: int,
+        default_top_k: int,
+        max_uploads: int,
+        read_timeout: float | None,
+        body_timeout: float | None,
+    ) -> None:
+        self.predictor = predictor
+        self.max_upload_bytes = max_upload_bytes
+        self.pixels = pixels
+        self.workers = workers
+        self.queue_size = queue_size
+        self.max_uploads = max_uploads
+        self.read_timeout = read_timeout
+        self.body_timeout = body_timeout
+        self.pool = InferencePool(workers=workers, queue_size=queue_size)
+        self.uploads = UploadGate(max_uploads)
+        self.health_state = Health()
+        self.n_classes = len(predictor.tasks[0].classes)
+        self.default_top_k = max(1, min(default_top_k, self.n_classes))
+        self.image_fields = tuple(modality_name(m) for m in predictor.modalities if m in IMAGE_LETTERS)
+        self.accepted = ", ".join(modality_names(predictor.modalities))
+        self.description = predictor.describe()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI):
+        log.info(
+            "serving %s (%s, modalities %s): %d worker(s), queue %d, uploads up to %d bytes",
+            self.predictor.identity.get("file", "a model"),
+            self.predictor.identity.get("preset"),
+            self.predictor.modalities,
+            self.workers,
+            self.queue_size,
+            self.max_upload_bytes,
+        )
+        yield
+        self.pool.shutdown()
+
+    def parse_case(
+        self, fields: dict[str, str], files: dict[str, bytes], query: dict[str, str]
+    ) -> CaseRequest:
+        predictor, accepted = self.predictor, self.accepted
+        case = CaseRequest(top_k=self.default_top_k)
+        unknown_query = sorted(set(query) - set(OPTION_FIELDS))
+        if unknown_query:
+            raise ServingError(
+                422, f"unknown query parameter(s) {unknown_query}; accepted: {list(OPTION_FIELDS)}"
+            )
+        options = {**query, **{k: v for k, v in fields.items() if k in OPTION_FIELDS}}
+        if "explain" in options:
+            case.explain = _flag("explain", options["explain"])
+        if "top_k" in options:
+            case.top_k = _top_k(options["top_k"], self.n_classes)
+        for key in files:
+            if key not in self.image_fields:
+                raise ServingError(
+                    422, f"{key}: the model was trained without {key} images; it takes {accepted}", key
+                )
+        case.images = dict(files)
+        for key in IMAGE_FIELDS:
+            if not is_blank(fields.get(key)):
+                raise ServingError(422, f"{key}: expected an image file upload, got a text field", key)
+        meta = {k: v for k, v in fields.items() if k not in OPTION_FIELDS + IMAGE_FIELDS}
+        given = {k: v for k, v in meta.items() if not is_blank(v)}
+        if "M" not in predictor.modalities:
+            if meta:
+                name = sorted(meta)[0]
+                raise ServingError(
+                    422,
+                    f"{name}: unknown form field; the model was trained without metadata "
+                    f"(it takes {accepted})",
+                    name,
+                )
+        else:
+            try:
+                case.metadata_used = predictor.schema.validate(meta)
+            except ValueError as e:
+                bad = [k for k in meta if k not in predictor.schema]
+                bad += [
+                    k
+                    for k in meta
+                    if k in predictor.schema and predictor.schema[k].lookup(meta[k])[1] == "unseen"
+                ]
+                raise ServingError(422, str(e), bad[0] if bad else None) from None
+            case.metadata = meta
+        if not case.images and not given:
+            raise ServingError(400, f"empty request: give at least one of {accepted}")
+        return case
+
+    def run_case(self, case: CaseRequest) -> dict[str, Any]:
+        predictor = self.predictor
+        start = time.perf_counter()
+        images = {k: decode_image(v, k, self.pixels) for k, v in case.images.items()}
+        try:
+            result = predictor.predict(
+                clinical=images.get("clinical"),
+                dermoscopy=images.get("dermoscopy"),
+                metadata=case.metadata,
+                top_k=case.top_k,
+                explain=case.explain,
+            )
+        except ValueError as e:  # anything the checks above did not catch
+            raise ServingError(422, str(e)) from None
+        body = result.to_dict()
+        if case.metadata_used is not None:
+            body["metadata_used"] = case.metadata_used
+        if case.explain:
+            overlays = make_overlays(result.explanation, predictor.input_sizes, **images)
+            body["overlays"] = [o.to_dict() for o in overlays]
+        body["model"] = {k: predictor.identity.get(k) for k in ("file", "sha256", "preset")}
+        body["seconds"] = round(time.perf_counter() - start, 4)
+        body["disclaimer"] = DISCLAIMER
+        self.health_state.succeeded()
+        return body
+
+    # --- routes -------------------------------------------------------------------------------------
+    def health(self) -> JSONResponse:
+        """Whether the model can predict (its self-check, and its last predictions); the load."""
+        ok, state = self.health_state.report()
+        body = {
+            "status": "ok" if ok else "failing",
+            "model": self.predictor.identity.get("sha256"),
+            **state,
+            "pool": self.pool.stats(),
+            "uploads": self.uploads.stats(),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    def model_info(self) -> dict[str, Any]:
+        """Labels, tasks, modalities, metadata fields with allowed values, input sizes, checkpoint, limits."""
+        return {
+            **self.description,
+            "image_fields": list(self.image_fields),
+            "limits": {
+                "max_upload_bytes": self.max_upload_bytes,
+                "max_image_pixels": self.pixels,
+                "workers": self.workers,
+                "queue_size": self.queue_size,
+                "max_uploads": self.max_uploads,
+                "read_timeout_s": self.read_timeout,
+                "body_timeout_s": self.body_timeout,
+            },
+            "disclaimer": DISCLAIMER,
+        }
+
+    async def predict(self, request: Request) -> JSONResponse:
+        """One case: any subset of the model's modalities. Returns probabilities, top-k and, with
+        ``explain=true``, attention overlays (PNG data URLs)."""
+        self.uploads.enter()
+        try:
+            form = await read_form(
+                request.headers.get("content-type"),
+                request.stream(),
+                max_file_bytes=self.max_upload_bytes,
+                file_fields=IMAGE_FIELDS,
+                read_timeout=self.read_timeout,
+                body_timeout=self.body_timeout,
+            )
+        except UploadError as e:
+            headers = None
+            if e.status == 408:  # the rest of the body may still come: do not read it as a request
+                self.uploads.timed_out += 1
+                headers = {"Connection": "close"}
+            raise ServingError(e.status, e.detail, e.field, headers) from None
+        except ClientDisconnect:
+            raise ServingError(400, "the client went away before its request was read") from None
+        finally:
+            self.uploads.leave()
+        files = {k: f.data for k, f in form.files.items()}
+        case = self.parse_case(form.fields, files, dict(request.query_params))
+        try:  # only a complete, valid request waits for a worker
+            slot = self.pool.slot()
+        except QueueFull as e:
+            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+        body = await slot.run(self.run_case, case)
+        return JSONResponse(body)
+
+    def page(self) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+async def serving_error_handler(request: Request, exc: ServingError) -> JSONResponse:
+    """A :class:`ServingError` as its JSON answer ``{"detail", "field"}`` with its status and headers."""
+    body = {"detail": exc.detail}
+    if exc.field:
+        body["field"] = exc.field
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "empty request or malformed body"},
+    408: {"model": ErrorBody, "description": "the body stalled or took too long to arrive"},
+    413: {
+        "model": ErrorBody,
+        "description": "file over the upload limit or image over the pixel limit",
+    },
+    415: {
+        "model": ErrorBody,
+        "description": "not multipart, or a file that is not a decodable image",
+    },
+    422: {"model": ErrorBody, "description": "unknown field or value, or an untrained modality"},
+    503: {
+        "model": ErrorBody,
+        "description": "queue full, or too many uploads at once; see the Retry-After header",
+    },
+}
 
 
 def create_app(
@@ -354,34 +574,23 @@ def create_app(
     clash = sorted(set(names) & set(IMAGE_FIELDS + OPTION_FIELDS))
     if clash:
         raise ValueError(f"metadata field(s) {clash} clash with the form fields of /predict")
-    pool = InferencePool(workers=workers, queue_size=queue_size)
-    uploads = UploadGate(max_uploads)
-    health_state = Health()
+    service = Service(
+        predictor,
+        max_upload_bytes=max_upload_bytes,
+        pixels=pixels,
+        workers=workers,
+        queue_size=queue_size,
+        default_top_k=default_top_k,
+        max_uploads=max_uploads,
+        read_timeout=read_timeout,
+        body_timeout=body_timeout,
+    )
     if self_check:
         try:
             predictor.self_check()
         except PredictionError as e:
-            health_state.self_check_error = str(e)
+            service.health_state.self_check_error = str(e)
             log.error("the model cannot predict: %s", e)
-    n_classes = len(predictor.tasks[0].classes)
-    default_top_k = max(1, min(default_top_k, n_classes))
-    image_fields = tuple(LETTER_NAMES[m] for m in predictor.modalities if m in "CD")
-    accepted = ", ".join(LETTER_NAMES[m] for m in predictor.modalities)
-    description = predictor.describe()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        log.info(
-            "serving %s (%s, modalities %s): %d worker(s), queue %d, uploads up to %d bytes",
-            predictor.identity.get("file", "a model"),
-            predictor.identity.get("preset"),
-            predictor.modalities,
-            workers,
-            queue_size,
-            max_upload_bytes,
-        )
-        yield
-        pool.shutdown()
 
     app = FastAPI(
         title="RemixFormer++",
@@ -390,187 +599,28 @@ def create_app(
             + DISCLAIMER
         ),
         version="1",
-        lifespan=lifespan,
+        lifespan=service.lifespan,
     )
     app.state.predictor = predictor
-    app.state.pool = pool
-    app.state.uploads = uploads
-    app.state.health = health_state
+    app.state.pool = service.pool
+    app.state.uploads = service.uploads
+    app.state.health = service.health_state
+    app.state.service = service
     app.add_middleware(
         _InternalErrors,
-        on_error=lambda exc, path: health_state.failed(exc) if path == "/predict" else None,
+        on_error=lambda exc, path: service.health_state.failed(exc) if path == "/predict" else None,
     )
     app.add_middleware(_SecurityHeaders)  # outermost: its headers go on the 500s too
-
-    @app.exception_handler(ServingError)
-    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
-        body = {"detail": exc.detail}
-        if exc.field:
-            body["field"] = exc.field
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-    def parse_case(fields: dict[str, str], files: dict[str, bytes], query: dict[str, str]) -> CaseRequest:
-        case = CaseRequest(top_k=default_top_k)
-        unknown_query = sorted(set(query) - set(OPTION_FIELDS))
-        if unknown_query:
-            raise ServingError(
-                422, f"unknown query parameter(s) {unknown_query}; accepted: {list(OPTION_FIELDS)}"
-            )
-        options = {**query, **{k: v for k, v in fields.items() if k in OPTION_FIELDS}}
-        if "explain" in options:
-            case.explain = _flag("explain", options["explain"])
-        if "top_k" in options:
-            case.top_k = _top_k(options["top_k"], n_classes)
-        for key in files:
-            if key not in image_fields:
-                raise ServingError(
-                    422, f"{key}: the model was trained without {key} images; it takes {accepted}", key
-                )
-        case.images = dict(files)
-        for key in IMAGE_FIELDS:
-            if not is_blank(fields.get(key)):
-                raise ServingError(422, f"{key}: expected an image file upload, got a text field", key)
-        meta = {k: v for k, v in fields.items() if k not in OPTION_FIELDS + IMAGE_FIELDS}
-        given = {k: v for k, v in meta.items() if not is_blank(v)}
-        if "M" not in predictor.modalities:
-            if meta:
-                name = sorted(meta)[0]
-                raise ServingError(
-                    422,
-                    f"{name}: unknown form field; the model was trained without metadata "
-                    f"(it takes {accepted})",
-                    name,
-                )
-        else:
-            try:
-                case.metadata_used = predictor.schema.validate(meta)
-            except ValueError as e:
-                bad = [k for k in meta if k not in predictor.schema]
-                bad += [
-                    k
-                    for k in meta
-                    if k in predictor.schema and predictor.schema[k].lookup(meta[k])[1] == "unseen"
-                ]
-                raise ServingError(422, str(e), bad[0] if bad else None) from None
-            case.metadata = meta
-        if not case.images and not given:
-            raise ServingError(400, f"empty request: give at least one of {accepted}")
-        return case
-
-    def run_case(case: CaseRequest) -> dict[str, Any]:
-        start = time.perf_counter()
-        images = {k: decode_image(v, k, pixels) for k, v in case.images.items()}
-        try:
-            result = predictor.predict(
-                clinical=images.get("clinical"),
-                dermoscopy=images.get("dermoscopy"),
-                metadata=case.metadata,
-                top_k=case.top_k,
-                explain=case.explain,
-            )
-        except ValueError as e:  # anything the checks above did not catch
-            raise ServingError(422, str(e)) from None
-        body = result.to_dict()
-        if case.metadata_used is not None:
-            body["metadata_used"] = case.metadata_used
-        if case.explain:
-            overlays = make_overlays(result.explanation, predictor.input_sizes, **images)
-            body["overlays"] = [o.to_dict() for o in overlays]
-        body["model"] = {k: predictor.identity.get(k) for k in ("file", "sha256", "preset")}
-        body["seconds"] = round(time.perf_counter() - start, 4)
-        body["disclaimer"] = DISCLAIMER
-        health_state.succeeded()
-        return body
-
-    # --- routes -------------------------------------------------------------------------------------
-    @app.get("/health", tags=["service"])
-    def health() -> JSONResponse:
-        """Whether the model can predict (its self-check, and its last predictions); the load."""
-        ok, state = health_state.report()
-        body = {
-            "status": "ok" if ok else "failing",
-            "model": predictor.identity.get("sha256"),
-            **state,
-            "pool": pool.stats(),
-            "uploads": uploads.stats(),
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/model", tags=["service"])
-    def model_info() -> dict[str, Any]:
-        """Labels, tasks, modalities, metadata fields with allowed values, input sizes, checkpoint, limits."""
-        return {
-            **description,
-            "image_fields": list(image_fields),
-            "limits": {
-                "max_upload_bytes": max_upload_bytes,
-                "max_image_pixels": pixels,
-                "workers": workers,
-                "queue_size": queue_size,
-                "max_uploads": max_uploads,
-                "read_timeout_s": read_timeout,
-                "body_timeout_s": body_timeout,
-            },
-            "disclaimer": DISCLAIMER,
-        }
-
-    @app.post(
+    app.add_exception_handler(ServingError, serving_error_handler)
+    app.get("/health", tags=["service"])(service.health)
+    app.get("/model", tags=["service"])(service.model_info)
+    app.post(
         "/predict",
         tags=["prediction"],
         response_model=PredictionBody,
         openapi_extra={"requestBody": _form_schema(predictor)},
-        responses={
-            400: {"model": ErrorBody, "description": "empty request or malformed body"},
-            408: {"model": ErrorBody, "description": "the body stalled or took too long to arrive"},
-            413: {
-                "model": ErrorBody,
-                "description": "file over the upload limit or image over the pixel limit",
-            },
-            415: {
-                "model": ErrorBody,
-                "description": "not multipart, or a file that is not a decodable image",
-            },
-            422: {"model": ErrorBody, "description": "unknown field or value, or an untrained modality"},
-            503: {
-                "model": ErrorBody,
-                "description": "queue full, or too many uploads at once; see the Retry-After header",
-            },
-        },
-    )
-    async def predict(request: Request) -> JSONResponse:
-        """One case: any subset of the model's modalities. Returns probabilities, top-k and, with
-        ``explain=true``, attention overlays (PNG data URLs)."""
-        uploads.enter()
-        try:
-            form = await read_form(
-                request.headers.get("content-type"),
-                request.stream(),
-                max_file_bytes=max_upload_bytes,
-                file_fields=IMAGE_FIELDS,
-                read_timeout=read_timeout,
-                body_timeout=body_timeout,
-            )
-        except UploadError as e:
-            headers = None
-            if e.status == 408:  # the rest of the body may still come: do not read it as a request
-                uploads.timed_out += 1
-                headers = {"Connection": "close"}
-            raise ServingError(e.status, e.detail, e.field, headers) from None
-        except ClientDisconnect:
-            raise ServingError(400, "the client went away before its request was read") from None
-        finally:
-            uploads.leave()
-        case = parse_case(form.fields, {k: f.data for k, f in form.files.items()}, dict(request.query_params))
-        try:  # only a complete, valid request waits for a worker
-            slot = pool.slot()
-        except QueueFull as e:
-            raise ServingError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
-        body = await slot.run(run_case, case)
-        return JSONResponse(body)
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
+        responses=PREDICT_RESPONSES,
+    )(service.predict)
+    app.get("/", include_in_schema=False)(service.page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from remixformer import keys
+
 DEFAULT_MAX_SIDE = 384
 ALPHA = 0.5
 COLORMAP = "inferno"
@@ -108,11 +110,11 @@ def make_overlays(
     """Overlays for one case from its explanation maps (``CasePrediction.explanation``) and images."""
     out: list[Overlay] = []
     if clinical is not None and "clinical" in input_sizes:
-        scores = _usable(explanation, "lsm_scores")
+        scores = _usable(explanation, keys.LSM_SCORES)
         if scores is not None:
             base, scale = _fit(clinical, input_sizes["clinical"], max_side)
             img = heat_overlay(base, scores)
-            boxes = explanation.get("lsm_boxes")
+            boxes = explanation.get(keys.LSM_BOXES)
             if boxes is not None:
                 img = draw_boxes(img, boxes, scale)
             out.append(
@@ -127,8 +129,8 @@ def make_overlays(
     if dermoscopy is not None and "dermoscopy" in input_sizes:
         base, _ = _fit(dermoscopy, input_sizes["dermoscopy"], max_side)
         for key, name, title in (
-            ("region_attention", "region", "Dermoscopy: region encoder attention over windows"),
-            ("window_attention", "window", "Dermoscopy: window encoder attention over patches"),
+            (keys.REGION_ATTENTION, "region", "Dermoscopy: region encoder attention over windows"),
+            (keys.WINDOW_ATTENTION, "window", "Dermoscopy: window encoder attention over patches"),
         ):
             grid = _usable(explanation, key)
             if grid is not None:

@@ -23,13 +23,14 @@ from remixformer import keys
 from remixformer.data import transforms
 from remixformer.data.config import DEFAULT_MAX_IMAGE_PIXELS
 from remixformer.data.images import ImageInput, to_pil
+from remixformer.modalities import NAMES
 from remixformer.models.checkpoint import load_model
 from remixformer.schema import MetadataSchema
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
 
-LETTER_NAMES = {"C": "clinical", "D": "dermoscopy", "M": "metadata"}
+LETTER_NAMES = NAMES  # C -> clinical ...; kept importable from here (remixformer/modalities.py defines it)
 
 
 class PredictionError(RuntimeError):
@@ -89,7 +90,7 @@ class Predictor:
             "run": extra.get("run"),
             "dataset": extra.get("dataset"),
             "epoch": extra.get("epoch"),
-            "preset": model.config.name,
+            "preset": model.config.preset,
         }
         return cls(model, device, identity=identity, **kwargs)
 

@@ -8,25 +8,46 @@ with momentum, cosine schedule, initial lr 1e-4, summed cross-entropy, batch 64,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from remixformer.data.config import DataConfig
 from remixformer.engine.trainer import TrainerConfig
+from remixformer.models.registry import check_sections
 
 
 @dataclass
 class ModelSection:
-    """Which preset, which modalities, and overrides of the preset's sections (see ModelConfig)."""
+    """Which preset, which modalities, and overrides of the preset's sections (see ModelConfig).
+
+    Every key of every section is checked (name and type) and the model's sizes are checked together
+    when the config resolves, before any data set loads (``models.registry.check_sections``): a typo
+    such as ``model.clinical.num_crop`` is an error naming it and the valid keys. Encoder weights are
+    section keys like any other: ``clinical.pretrained`` (e.g. timm:swin_tiny_patch4_window7_224, or a
+    file), ``dermoscopy.pretrained`` (T_phi1, e.g. timm:vit_small_patch16_224.dino, or a pretrain
+    export), ``dermoscopy.region_pretrained`` (R_phi2's blocks, e.g. an ImageNet ViT-S/16).
+    """
+
+    # the keys of the earlier release (still read, with a FutureWarning) -> the keys that replaced them
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "clinical_weights": "clinical.pretrained",
+        "window_encoder_weights": "dermoscopy.pretrained",
+        "region_encoder_weights": "dermoscopy.region_pretrained",
+    }
+    RENAMED_NULL_IS_DEFAULT: ClassVar[bool] = True  # null weights = the preset's (none)
 
     preset: str = "remixformer_paper"
     modalities: str = "CDM"
-    clinical: dict[str, Any] = field(default_factory=dict)
-    dermoscopy: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    fusion: dict[str, Any] = field(default_factory=dict)
-    clinical_weights: str | None = None  # e.g. timm:swin_tiny_patch4_window7_224, or a file
-    window_encoder_weights: str | None = None  # e.g. timm:vit_small_patch16_224.dino, or our pretrain export
-    region_encoder_weights: str | None = None  # R_phi2's blocks, e.g. timm:vit_small_patch16_224 (ImageNet)
+    clinical: dict[str, Any] = field(default_factory=dict)  # keys of models.config.ClinicalConfig
+    dermoscopy: dict[str, Any] = field(default_factory=dict)  # keys of DermoscopyConfig
+    metadata: dict[str, Any] = field(default_factory=dict)  # keys of MetadataConfig
+    fusion: dict[str, Any] = field(default_factory=dict)  # keys of FusionConfig
+
+    def __post_init__(self) -> None:
+        sections = {"clinical": self.clinical, "dermoscopy": self.dermoscopy}
+        sections |= {"metadata": self.metadata, "fusion": self.fusion}
+        checked = check_sections(self.preset, self.modalities, sections, where="model")
+        self.clinical, self.dermoscopy = checked["clinical"], checked["dermoscopy"]
+        self.metadata, self.fusion = checked["metadata"], checked["fusion"]
 
 
 @dataclass

@@ -38,11 +38,25 @@ def fold_config(cfg: RunConfig, fold: int, folds: int) -> RunConfig:
     return out
 
 
-def cross_validate(cfg: RunConfig, folds: int = 5, run_dir: str | Path | None = None) -> dict[str, Any]:
+def cross_validate(
+    cfg: RunConfig, folds: int | None = None, run_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Run (or finish) every fold: a fold with a summary is done; a fold that was started continues
-    from its training state, or starts again if it was stopped before its first state was complete."""
+    from its training state, or starts again if it was stopped before its first state was complete.
+
+    ``folds``: the number of folds, by default ``cfg.data.n_folds``; a different number given here
+    replaces it (logged), and the recorded config says the number used."""
+    if folds is None:
+        folds = cfg.data.n_folds
+    elif folds != cfg.data.n_folds:
+        log.warning(
+            "cross-validation: folds=%d replaces data.n_folds=%d of the config", folds, cfg.data.n_folds
+        )
     if folds < 2:
-        raise ValueError(f"--folds must be at least 2, got {folds}")
+        raise ValueError(f"folds (data.n_folds) must be at least 2, got {folds}")
+    if folds != cfg.data.n_folds:
+        cfg = copy.deepcopy(cfg)
+        cfg.data.n_folds = folds
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
     if is_rank_zero():
         remove_temporary_files(run_dir)  # of a cv_results.json write that a kill interrupted

@@ -53,6 +53,18 @@ def test_labels_are_read_from_cv_runs_and_reports_and_seeds_are_pooled(tmp_path)
     assert "±" in (tmp_path / "out" / "modalities.md").read_text()
 
 
+def test_labels_come_from_the_report_fields_when_it_has_them(tmp_path):
+    path = _report(tmp_path / "new", "CDM", 0.7, withheld="D")
+    data = json.loads((path / "report.json").read_text())
+    # the fields win over the notes (here made to disagree; a report of this release says both alike)
+    data |= {"modalities": "CD", "withheld": "c", "notes": ["model modalities: M"]}
+    (path / "report.json").write_text(json.dumps(data))
+    none_withheld = _report(tmp_path / "plain", "CDM", 0.8)
+    data = json.loads((none_withheld / "report.json").read_text()) | {"modalities": "DM", "withheld": ""}
+    (none_withheld / "report.json").write_text(json.dumps(data))
+    assert load_modality_results([path, none_withheld]).values == {"D": [0.7], "DM": [0.8]}
+
+
 def test_given_labels_and_an_undefined_metric(tmp_path):
     a, b = _report(tmp_path / "a", "CDM", 0.8), _report(tmp_path / "b", "CDM", 0.9)
     cmp = load_modality_results([a, b], labels=["full", "full"], metric="f1_macro")

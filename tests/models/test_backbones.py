@@ -72,8 +72,13 @@ def test_timm_swin_weights_load_strictly_into_the_window_and_single_level_encode
         "remixformer_paper",
         "D",
         tasks=3,
-        dermoscopy={"backbone": SWIN_T, "msta": False, "region_dim": 384, "image_size": 512},
-        window_encoder_weights=str(path),
+        dermoscopy={
+            "backbone": SWIN_T,
+            "msta": False,
+            "region_dim": 384,
+            "image_size": 512,
+            "pretrained": str(path),
+        },
     )
     swin = model.branches["D"].window_encoder.swin
     torch.testing.assert_close(
@@ -87,8 +92,7 @@ def test_timm_swin_weights_load_strictly_into_the_window_and_single_level_encode
         "D",
         tasks=3,
         hrwe=False,
-        dermoscopy={"backbone": SWIN_T, "single_level_size": 384},
-        window_encoder_weights=str(path),
+        dermoscopy={"backbone": SWIN_T, "single_level_size": 384, "pretrained": str(path)},
     )
     torch.testing.assert_close(single.branches["D"].single_level.swin.norm.weight, sd["norm.weight"])
     with pytest.raises(WeightLoadError, match="does not fit a Swin encoder"):
@@ -97,8 +101,11 @@ def test_timm_swin_weights_load_strictly_into_the_window_and_single_level_encode
             "D",
             tasks=3,
             hrwe=False,
-            dermoscopy={"backbone": "swin_base_patch4_window7_224", "single_level_size": 384},
-            window_encoder_weights=str(path),
+            dermoscopy={
+                "backbone": "swin_base_patch4_window7_224",
+                "single_level_size": 384,
+                "pretrained": str(path),
+            },
         )
 
 
@@ -161,7 +168,7 @@ def test_clinical_vit_sizes_and_strict_loading(vit_file):
         )
     assert abs(vit_b.num_parameters("branches.C") / 1e6 - 86.1) < 0.05  # Table X 'ViT-B/16' (384^2 positions)
     model = create_model(
-        "remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S}, clinical_weights=str(path)
+        "remixformer_paper", "C", tasks=3, clinical={"backbone": VIT_S, "pretrained": str(path)}
     )
     vit = model.branches["C"].global_encoder.vit
     torch.testing.assert_close(vit.blocks[7].mlp.fc1.weight, sd["blocks.7.mlp.fc1.weight"])
@@ -174,8 +181,7 @@ def test_clinical_vit_sizes_and_strict_loading(vit_file):
             "remixformer_paper",
             "C",
             tasks=3,
-            clinical={"backbone": "vit_base_patch16_224"},
-            clinical_weights=str(path),
+            clinical={"backbone": "vit_base_patch16_224", "pretrained": str(path)},
         )
 
 

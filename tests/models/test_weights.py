@@ -29,7 +29,7 @@ def dino_file(tmp_path_factory):
 
 def test_swin_t_weights_load_into_global_and_local_encoders(swin_file):
     path, sd = swin_file
-    model = create_model("remixformer_paper", "C", tasks=4, clinical_weights=str(path))
+    model = create_model("remixformer_paper", "C", tasks=4, clinical={"pretrained": str(path)})
     branch = model.branches["C"]
     torch.testing.assert_close(
         branch.global_encoder.layers[2].blocks[5].attn.qkv.weight, sd["layers.2.blocks.5.attn.qkv.weight"]
@@ -48,7 +48,7 @@ def test_swin_t_weights_load_into_global_and_local_encoders(swin_file):
 
 def test_dino_weights_load_into_the_window_encoder_with_resized_positions(dino_file):
     path, sd = dino_file
-    model = create_model("remixformer_paper", "D", tasks=4, window_encoder_weights=str(path))
+    model = create_model("remixformer_paper", "D", tasks=4, dermoscopy={"pretrained": str(path)})
     vit = model.branches["D"].window_encoder.vit
     torch.testing.assert_close(vit.blocks[11].attn.proj.weight, sd["blocks.11.attn.proj.weight"])
     assert vit.pos_embed.shape == (1, 1 + 16 * 16, 384)  # 224^2 positions resized to 256^2 windows
@@ -65,15 +65,15 @@ def test_dino_training_checkpoint_teacher_is_unwrapped(tmp_path, dino_file):
     }
     path = tmp_path / "checkpoint.pth"
     torch.save(wrapped, path)
-    model = create_model("remixformer_paper", "D", tasks=4, hrwe=False, window_encoder_weights=str(path))
+    model = create_model("remixformer_paper", "D", tasks=4, hrwe=False, dermoscopy={"pretrained": str(path)})
     assert "head.last_layer.weight" in model.load_reports["window_encoder"].dropped
 
 
 def test_wrong_weights_fail_with_a_clear_message(dino_file, swin_file):
     with pytest.raises(WeightLoadError, match="does not fit a Swin encoder"):
-        create_model("remixformer_paper", "C", tasks=4, clinical_weights=str(dino_file[0]))
+        create_model("remixformer_paper", "C", tasks=4, clinical={"pretrained": str(dino_file[0])})
     with pytest.raises(WeightLoadError, match="does not fit a ViT window encoder"):
-        create_model("remixformer_paper", "D", tasks=4, window_encoder_weights=str(swin_file[0]))
+        create_model("remixformer_paper", "D", tasks=4, dermoscopy={"pretrained": str(swin_file[0])})
 
 
 def test_linear_patch_weights_into_a_convolutional_stem_name_the_switch(dino_file, swin_file):
@@ -82,16 +82,14 @@ def test_linear_patch_weights_into_a_convolutional_stem_name_the_switch(dino_fil
             "remixformer_paper",
             "C",
             tasks=4,
-            clinical_weights=str(swin_file[0]),
-            clinical={"conv_stem": True},
+            clinical={"pretrained": str(swin_file[0]), "conv_stem": True},
         )
     with pytest.raises(WeightLoadError, match=r"linear projection.*dermoscopy\.conv_stem=false"):
         create_model(
             "remixformer_paper",
             "D",
             tasks=4,
-            window_encoder_weights=str(dino_file[0]),
-            dermoscopy={"conv_stem": True},
+            dermoscopy={"pretrained": str(dino_file[0]), "conv_stem": True},
         )
 
 
@@ -100,9 +98,9 @@ def test_truncated_or_missing_file_fails_with_its_name(tmp_path, swin_file):
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[: len(data) // 3])
     with pytest.raises(WeightLoadError, match="cut.safetensors: could not read weights"):
-        create_model("remixformer_paper", "C", tasks=4, clinical_weights=str(cut))
+        create_model("remixformer_paper", "C", tasks=4, clinical={"pretrained": str(cut)})
     with pytest.raises(WeightLoadError, match="not found"):
-        create_model("remixformer_paper", "C", tasks=4, clinical_weights=str(tmp_path / "nope.pth"))
+        create_model("remixformer_paper", "C", tasks=4, clinical={"pretrained": str(tmp_path / "nope.pth")})
 
 
 def test_hub_loading_names_the_fix_when_offline(monkeypatch):
@@ -111,12 +109,16 @@ def test_hub_loading_names_the_fix_when_offline(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightLoadError, match="pass the file path instead"):
-        create_model("remixformer_tiny", "C", tasks=4, clinical_weights="timm:swin_tiny_patch4_window7_224")
+        create_model(
+            "remixformer_tiny", "C", tasks=4, clinical={"pretrained": "timm:swin_tiny_patch4_window7_224"}
+        )
 
 
 def test_region_encoder_takes_vit_s_blocks_when_asked_and_reports_what_it_loaded(dino_file):
     path, sd = dino_file
-    model = create_model("remixformer_paper", "D", tasks=4, msta=False, region_encoder_weights=str(path))
+    model = create_model(
+        "remixformer_paper", "D", tasks=4, msta=False, dermoscopy={"region_pretrained": str(path)}
+    )
     region = model.branches["D"].region_encoder
     for i in (0, 11):
         torch.testing.assert_close(region.blocks[i].attn.qkv.weight, sd[f"blocks.{i}.attn.qkv.weight"])
@@ -136,18 +138,18 @@ def test_region_encoder_takes_vit_s_blocks_when_asked_and_reports_what_it_loaded
 
 def test_region_encoder_weights_that_do_not_fit_name_the_problem(tmp_path, dino_file, swin_file):
     with pytest.raises(WeightLoadError, match="0 blocks, but the region encoder has 12"):
-        create_model("remixformer_paper", "D", tasks=4, region_encoder_weights=str(swin_file[0]))
+        create_model("remixformer_paper", "D", tasks=4, dermoscopy={"region_pretrained": str(swin_file[0])})
     _, sd = dino_file
     short = tmp_path / "six_blocks.pth"
     torch.save(
         {k: v for k, v in sd.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < 6}, short
     )
     with pytest.raises(WeightLoadError, match="6 blocks"):
-        create_model("remixformer_paper", "D", tasks=4, region_encoder_weights=str(short))
+        create_model("remixformer_paper", "D", tasks=4, dermoscopy={"region_pretrained": str(short)})
     with pytest.raises(WeightLoadError, match="wrong shapes"):
-        create_model("remixformer_tiny", "D", tasks=4, region_encoder_weights=str(dino_file[0]))
+        create_model("remixformer_tiny", "D", tasks=4, dermoscopy={"region_pretrained": str(dino_file[0])})
     # single level: no region encoder, the weights are not used
     model = create_model(
-        "remixformer_tiny", "D", tasks=4, hrwe=False, region_encoder_weights=str(dino_file[0])
+        "remixformer_tiny", "D", tasks=4, hrwe=False, dermoscopy={"region_pretrained": str(dino_file[0])}
     )
     assert "region_encoder" not in model.load_reports

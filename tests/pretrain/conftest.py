@@ -11,7 +11,7 @@ from remixformer.config import deep_merge, from_dict, parse_overrides
 from remixformer.pretrain.config import PretrainConfig
 
 TINY = {  # remixformer_tiny's T_phi1 (width 16, depth 1, patch 8) on 32^2 windows; a small head
-    "backbone": {"preset": "remixformer_tiny", "init_weights": None},
+    "backbone": {"preset": "remixformer_tiny", "pretrained": None},
     "head": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16},
     "windows": {"resize_size": 64, "native_fraction": 0.0},
     "crops": {"n_local": 2},

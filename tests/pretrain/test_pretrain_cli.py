@@ -66,7 +66,7 @@ def test_cli_runs_one_epoch_and_reports(image_dir, tiny_cfg, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "48 windows from 12 images (1 unreadable files skipped" in out
-    assert "teacher_backbone.safetensors" in out and "window_encoder_weights" in out
+    assert "teacher_backbone.safetensors" in out and "model.dermoscopy.pretrained" in out
     stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert stored["optim"]["epochs"] == 1 and stored["windows"]["window_size"] == 32
     assert (tmp_path / "run" / "windows.csv").exists() and (tmp_path / "run" / "summary.json").exists()

@@ -17,7 +17,7 @@ from remixformer.pretrain.export import read_export_info
 from remixformer.pretrain.meta_arch import DINOMetaArch
 from remixformer.pretrain.run import pretrain
 
-CLINICAL = {"backbone": {"preset": "remixformer_tiny", "encoder": "clinical_encoder", "init_weights": None}}
+CLINICAL = {"backbone": {"preset": "remixformer_tiny", "encoder": "clinical_encoder", "pretrained": None}}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_clinical_pretraining_on_training_cases_exports_weights_the_branch_loads
     info = read_export_info(export)
     assert info["architecture"]["class"].endswith("CLSSwinEncoder")
     assert info["pretrained_on"]["test_cases_excluded"] == len(parts["test"])
-    model = create_model("remixformer_tiny", "C", tasks=3, clinical_weights=export)
+    model = create_model("remixformer_tiny", "C", tasks=3, clinical={"pretrained": export})
     report = model.load_reports["clinical"]
     assert not [n for n in report.new if n.startswith("global_encoder.")]  # every tensor of G came from it
     branch = model.branches["C"]
@@ -98,11 +98,11 @@ def test_clinical_pretraining_on_training_cases_exports_weights_the_branch_loads
     )
     # a window-encoder export is not clinical weights
     with pytest.raises(WeightLoadError):
-        create_model("remixformer_small", "C", tasks=3, clinical_weights=export)
+        create_model("remixformer_small", "C", tasks=3, clinical={"pretrained": export})
 
 
 def test_pretraining_can_continue_from_a_clinical_export(clinical_cfg, tmp_path):
     first = pretrain(clinical_cfg("optim.epochs=1"), tmp_path / "a")
-    cfg = clinical_cfg("optim.epochs=1", f"backbone.init_weights={first['export']}")
+    cfg = clinical_cfg("optim.epochs=1", f"backbone.pretrained={first['export']}")
     second = pretrain(cfg, tmp_path / "b")
     assert second["init"] == f"backbone from {first['export']}"

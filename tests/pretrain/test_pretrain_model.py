@@ -127,19 +127,18 @@ def test_export_loads_strictly_into_the_dermoscopy_branch(preset, tiny_cfg, tmp_
     backbone = build_backbone(cfg, 0.0)
     path = export_backbone(backbone, tmp_path / "teacher_backbone.safetensors", cfg, epoch=3)
     info = read_export_info(path)
-    assert info["preset"] == preset and info["epoch"] == 3 and "window_encoder_weights" in info["use"]
-    model = create_model(preset, "D", tasks=2, window_encoder_weights=str(path))
+    assert info["preset"] == preset and info["epoch"] == 3 and "model.dermoscopy.pretrained" in info["use"]
+    model = create_model(preset, "D", tasks=2, dermoscopy={"pretrained": str(path)})
     vit = model.branches["D"].window_encoder.vit
     for k, v in backbone.state_dict().items():
         assert torch.equal(vit.state_dict()[k], v), k
     assert len(model.load_reports["window_encoder"].loaded) == len(backbone.state_dict())
     # a supervised run config names the file (training.run.build_model_for passes these fields on)
-    run = resolve(RunConfig, [], [f"model.preset={preset}", f"model.window_encoder_weights={path}"])
+    run = resolve(RunConfig, [], [f"model.preset={preset}", f"model.dermoscopy.pretrained={path}"])
     again = create_model(
         run.model.preset,
         "D",
         tasks=2,
-        window_encoder_weights=run.model.window_encoder_weights,
         dermoscopy=run.model.dermoscopy,
     )
     torch.testing.assert_close(again.branches["D"].window_encoder.vit.pos_embed, backbone.pos_embed)

@@ -124,7 +124,7 @@ def test_resume_is_exact_and_the_export_loads_strictly(image_dir, tiny_cfg, tmp_
     info = read_export_info(straight["export"])
     assert info["preset"] == "remixformer_tiny" and info["architecture"]["embed_dim"] == 16
     assert info["global_step"] == 12
-    model = create_model("remixformer_tiny", "D", tasks=3, window_encoder_weights=straight["export"])
+    model = create_model("remixformer_tiny", "D", tasks=3, dermoscopy={"pretrained": straight["export"]})
     vit = model.branches["D"].window_encoder.vit
     for k, v in vit.state_dict().items():
         assert torch.equal(v, a[k]), k
@@ -133,9 +133,8 @@ def test_resume_is_exact_and_the_export_loads_strictly(image_dir, tiny_cfg, tmp_
             "remixformer_small",
             "D",
             tasks=3,
-            window_encoder_weights=straight["export"],
-            **{"dermoscopy.conv_stem": False},
+            dermoscopy={"pretrained": straight["export"], "conv_stem": False},
         )
     # the small preset's window encoder has a convolutional stem: the message names the switch
     with pytest.raises(WeightLoadError, match=r"convolutional stem \(dermoscopy.conv_stem=true"):
-        create_model("remixformer_small", "D", tasks=3, window_encoder_weights=straight["export"])
+        create_model("remixformer_small", "D", tasks=3, dermoscopy={"pretrained": straight["export"]})

@@ -113,15 +113,13 @@ def _check_weight_source(source, where, preset, encoder, exports):
 def test_every_weight_path_is_a_timm_name_or_a_path_the_project_writes(path):
     exports = _pretrain_exports()
     m = resolve(RunConfig, [path]).model
-    _check_weight_source(
-        m.clinical_weights, f"{path.name} clinical_weights", m.preset, "clinical_encoder", exports
-    )
-    _check_weight_source(
-        m.window_encoder_weights, f"{path.name} window_encoder_weights", m.preset, "window_encoder", exports
-    )
-    _check_weight_source(
-        m.region_encoder_weights, f"{path.name} region_encoder_weights", m.preset, "window_encoder", exports
-    )
+    for section, key, encoder in (
+        (m.clinical, "pretrained", "clinical_encoder"),
+        (m.dermoscopy, "pretrained", "window_encoder"),
+        (m.dermoscopy, "region_pretrained", "window_encoder"),
+    ):
+        where = f"{path.name} {'clinical' if section is m.clinical else 'dermoscopy'}.{key}"
+        _check_weight_source(section.get(key), where, m.preset, encoder, exports)
 
 
 def test_pretraining_starts_from_a_timm_name_or_a_path_the_project_writes():
@@ -130,12 +128,12 @@ def test_pretraining_starts_from_a_timm_name_or_a_path_the_project_writes():
     exports = _pretrain_exports()
     for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
         b = resolve(PretrainConfig, [p]).backbone
-        _check_weight_source(b.init_weights, f"{p.name} init_weights", b.preset, b.encoder, exports)
+        _check_weight_source(b.pretrained, f"{p.name} pretrained", b.preset, b.encoder, exports)
 
 
 def test_ssl_rows_use_our_pretraining_and_imagenet_dino_rows_say_so():
     for path in RUN_CONFIGS:
-        weights = resolve(RunConfig, [path]).model.window_encoder_weights or ""
+        weights = resolve(RunConfig, [path]).model.dermoscopy.get("pretrained") or ""
         if path.stem.endswith("_ssl") or "_ssl_" in path.stem:
             assert weights == "runs/pretrain/dino_paper/teacher_backbone.safetensors", path.name
         if path.parent.name == "ablations" and weights.endswith(".dino"):
@@ -181,9 +179,13 @@ def test_every_row_of_tables_x_to_xiv_has_a_config_with_the_rows_model():
             continue
         m = resolve(RunConfig, [CONFIGS / config]).model
         assert m.modalities == row.modalities, config
-        # the config builds the model whose size `remixformer models --paper` reports for the row
+        # the config builds the model whose size `remixformer models --paper` reports for the row (the
+        # encoders' weights, keys of the same sections, are not the row's architecture)
+        weights = ("pretrained", "region_pretrained")
+        clinical = {k: v for k, v in m.clinical.items() if k not in weights}
+        dermoscopy = {k: v for k, v in m.dermoscopy.items() if k not in weights}
         ours = resolve_config(
-            m.preset, modalities=m.modalities, metadata_dim=47, clinical=m.clinical, dermoscopy=m.dermoscopy
+            m.preset, modalities=m.modalities, metadata_dim=47, clinical=clinical, dermoscopy=dermoscopy
         )
         expected = resolve_config(
             "remixformer_paper", modalities=row.modalities, metadata_dim=47, **row_overrides(row)

@@ -61,6 +61,7 @@ def test_train_then_evaluate_with_a_modality_withheld(synth_root, tmp_path, caps
     assert main(["evaluate", "--checkpoint", str(ckpt), "--withhold", "C", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert any("withheld modality: C" in n for n in report["notes"])
+    assert report["modalities"] == "CDM" and report["withheld"] == "C"  # fields, for programs
     assert main(["evaluate", "--checkpoint", str(ckpt), "--withhold", "X", "--out", str(out)]) == 2
 
 
