@@ -114,7 +114,7 @@ def load_backbone_weights(backbone: nn.Module, source: str) -> list[str]:
         backbone,
         source,
         f"the backbone (width {backbone.embed_dim}, depth {len(backbone.blocks)})",
-        hint="set backbone.init_weights to weights of this preset's ViT, or null to start from scratch",
+        hint="set backbone.pretrained to weights of this preset's ViT, or null to start from scratch",
     )
     return dropped
 
