@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "clinical_encoder_probe.py"
-
 
 @pytest.fixture(scope="module")
-def probe_module():
-    spec = importlib.util.spec_from_file_location("clinical_encoder_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe_module(load_script):
+    return load_script("clinical_encoder_probe")
 
 
 def test_class_tokens_are_deterministic_and_one_per_photo(probe_module, tmp_path):

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pad_pen_marks.py"
+MARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "pad_ufes20_pen_marks.csv"
 
 
 @pytest.fixture(scope="module")
-def pen():
-    spec = importlib.util.spec_from_file_location("pad_pen_marks", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pen(load_script):
+    return load_script("pad_pen_marks")
 
 
 def _write_fold(run: Path, k: int, rows: list[tuple[str, str, list[float]]]) -> None:
@@ -67,6 +63,6 @@ def test_a_case_in_two_test_folds_is_refused(pen, tmp_path):
 
 
 def test_the_repository_list_is_well_formed(pen):
-    m = pen.load_marks(SCRIPT.parent / "data" / "pad_ufes20_pen_marks.csv")
+    m = pen.load_marks(MARKS)
     assert len(m) == 169 and int(m["pen_mark"].sum()) == 39
     assert set(m["pen_mark"]) == {0, 1} and not m.index.duplicated().any()
