@@ -30,6 +30,19 @@ def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def end_process_group() -> None:
+    """Destroy the default process group, if this process has one (a no-op otherwise).
+
+    Every process of a distributed run calls this when its collective work is over. A gloo process
+    group left alive until the interpreter exits can abort the process (SIGABRT, "terminate called
+    without an active exception") while its worker threads are torn down; seen on a rank that had
+    finished while rank 0 still evaluated. Destroying the group is local to the process: no rank waits
+    for another here.
+    """
+    if is_distributed():
+        torch.distributed.destroy_process_group()
+
+
 def world_size() -> int:
     """The number of processes when ``torch.distributed`` is initialised, else 1."""
     return torch.distributed.get_world_size() if is_distributed() else 1

@@ -24,6 +24,7 @@ from typing import Any
 
 from remixformer.config import from_dict, load_yaml
 from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
 from remixformer.engine.trainer import build_trainer
 from remixformer.pretrain.augment import MultiCrop
@@ -162,7 +163,9 @@ def pretrain(
             "teacher_mean_entropy_ratio": epoch_metric(trainer, "pretrain/teacher_mean_entropy_ratio"),
             "collapse_warnings": guard.warnings,
         }
-        if trainer.is_global_zero:
+        is_zero = trainer.is_global_zero
+        end_process_group()  # collective work is over
+        if is_zero:
             summary["time_s"] = round(time.time() - t0, 1)
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary

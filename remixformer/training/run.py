@@ -27,6 +27,7 @@ from remixformer.config import from_dict, load_yaml, to_dict
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import read_splits, splits_from_config, write_splits
 from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
 from remixformer.engine.trainer import build_trainer
 from remixformer.evaluation.evaluate import data_notes, evaluate_cases
@@ -159,7 +160,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             "best_score": checkpoint.best_score,
             "monitor": cfg.train.monitor,
         }
-        if trainer.is_global_zero:
+        is_zero = trainer.is_global_zero
+        end_process_group()  # collective work is over; rank 0 evaluates alone
+        if is_zero:
             summary["eval"] = evaluate_run(run_dir, cfg, table, splits, cfg.eval.split)
             summary["train_time_s"] = round(time.time() - t0, 1)
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))

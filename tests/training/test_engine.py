@@ -6,7 +6,13 @@ import logging
 import torch
 from torch import nn
 
-from remixformer.engine.distributed import gather_objects, is_distributed, weight_checksums, world_size
+from remixformer.engine.distributed import (
+    end_process_group,
+    gather_objects,
+    is_distributed,
+    weight_checksums,
+    world_size,
+)
 from remixformer.engine.rundir import changed_keys, run_directory
 from remixformer.engine.trainer import TrainerConfig
 from remixformer.pretrain.config import PretrainConfig
@@ -22,6 +28,19 @@ def test_both_run_configs_share_one_trainer_section():
 def test_one_process_is_not_distributed():
     assert not is_distributed() and world_size() == 1
     assert gather_objects({"a": 1}) == [{"a": 1}]
+
+
+def test_end_process_group_destroys_the_group_once_and_is_a_no_op_without_one(tmp_path):
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert is_distributed() and world_size() == 1
+        end_process_group()
+        assert not is_distributed()
+        end_process_group()  # nothing left to destroy: no error
+    finally:
+        if is_distributed():
+            torch.distributed.destroy_process_group()
 
 
 def test_weight_checksums_weigh_each_parameter_by_its_position():
