@@ -16,13 +16,80 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def wants_ddp(devices: Any, num_nodes: int) -> bool:
-    """Whether a run on ``devices`` x ``num_nodes`` (or under torchrun / SLURM) is distributed."""
-    return (
-        num_nodes > 1
-        or (isinstance(devices, int) and devices > 1)
-        or os.environ.get("WORLD_SIZE", "1") not in ("", "1")
-    )
+# Environment variables that give the number of processes of a launcher or scheduler: torchrun and
+# other torch.distributed launchers, Lightning's own subprocess launcher, Kubeflow (WORLD_SIZE); SLURM
+# (SLURM_NTASKS); Open MPI and MPICH/Intel MPI (OMPI_COMM_WORLD_SIZE, PMI_SIZE); LSF/jsrun
+# (JSM_NAMESPACE_SIZE).
+PROCESS_COUNT_VARIABLES = (
+    "WORLD_SIZE",
+    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "JSM_NAMESPACE_SIZE",
+)
+
+
+def available_devices(accelerator: str) -> int | None:
+    """How many devices ``accelerator`` offers here, as Lightning counts them for ``devices="auto"`` or
+    ``-1``: CUDA GPUs for ``gpu``/``cuda`` (and for ``auto`` when CUDA is present), 1 for ``cpu``
+    and ``mps`` (and for ``auto`` without CUDA); ``None`` for another accelerator (TPU, HPU, ...),
+    whose count is not known here."""
+    acc = str(accelerator).lower()
+    if acc in ("gpu", "cuda"):
+        return torch.cuda.device_count()
+    if acc == "auto":
+        return torch.cuda.device_count() if torch.cuda.is_available() else 1
+    if acc in ("cpu", "mps"):
+        return 1
+    return None
+
+
+def device_count(devices: Any, accelerator: str = "auto") -> int | None:
+    """The number of devices (processes per node) Lightning uses for a ``devices`` value, parsed as
+    Lightning parses it: ``"auto"`` and ``-1``/``"-1"`` all the accelerator's devices; an int or a
+    digit string ``"N"`` N devices; ``"0,1"`` or a list the devices named. ``None`` when unknown (all
+    devices of an accelerator this function cannot count)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return available_devices(accelerator)
+        if "," in text:
+            return len([d for d in text.split(",") if d.strip()])
+        try:
+            devices = int(text)
+        except ValueError:
+            raise ValueError(
+                f"devices: expected an int, 'auto', '-1', 'N' or a comma-separated list of device ids "
+                f"such as '0,1', got {devices!r}"
+            ) from None
+    if isinstance(devices, bool) or not isinstance(devices, int):
+        raise ValueError(f"devices: expected an int, a string or a list of device ids, got {devices!r}")
+    return available_devices(accelerator) if devices == -1 else devices
+
+
+def launched_processes() -> int:
+    """The number of processes a launcher or scheduler says this job has (1 when none says more):
+    the largest of :data:`PROCESS_COUNT_VARIABLES` that is set to an integer."""
+    counts = [1]
+    for name in PROCESS_COUNT_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            counts.append(int(value))
+    return max(counts)
+
+
+def wants_ddp(devices: Any, num_nodes: int, accelerator: str = "auto") -> bool:
+    """Whether a run with ``devices`` x ``num_nodes`` on ``accelerator`` may have more than one process:
+    several nodes, several devices whatever the form of ``devices`` (``auto``, ``-1``, ``N``, ``"N"``,
+    ``"0,1"``, a list), or a launcher / scheduler with several processes (torchrun, SLURM, MPI; see
+    :func:`launched_processes`). Errs towards ``True``: a device count this process cannot know (an
+    accelerator other than CPU, CUDA or MPS with ``auto`` or ``-1``) counts as several."""
+    if num_nodes > 1 or launched_processes() > 1:
+        return True
+    count = device_count(devices, accelerator)
+    return count is None or count > 1
 
 
 def is_distributed() -> bool:

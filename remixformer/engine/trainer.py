@@ -12,6 +12,10 @@ from remixformer import faults
 from remixformer.engine.checkpoint_io import SafetensorsCheckpointIO
 from remixformer.engine.distributed import wants_ddp
 
+log = logging.getLogger(__name__)
+
+FIND_UNUSED = "ddp_find_unused_parameters_true"
+
 
 @dataclass
 class TrainerConfig:
@@ -60,6 +64,28 @@ def batch_pause_points():
     return BatchPausePoints()
 
 
+def ddp_strategy(trainer: TrainerConfig, find_unused_parameters: bool = True) -> str:
+    """The Lightning strategy for ``trainer``: its own ``strategy`` unless that is ``"auto"``; with
+    ``"auto"``, when more than one process may run (:func:`~remixformer.engine.distributed.wants_ddp`:
+    any ``devices`` value naming several devices, ``num_nodes`` > 1, torchrun, SLURM, MPI),
+    ``"ddp_find_unused_parameters_true"`` (``"ddp"`` with ``find_unused_parameters=False``), else
+    ``"auto"`` (one device).
+
+    Why find unused parameters: the model skips a branch whose modality no case of the batch has, so on
+    a rank whose batch lacks, say, every dermoscopy image that branch's parameters get no gradient;
+    plain DDP then waits for gradients that never come and fails on the next step ("Expected to have
+    finished reduction in the prior iteration"). The cost: after every forward pass DDP walks the
+    autograd graph from the outputs to mark the parameters that were not used, on each rank; its static
+    graph optimisations are off. The walk grows with the number of autograd nodes, not with the image
+    sizes; the alternative (every branch always runs, on zeros) would cost a branch's full forward and
+    backward for inputs that are absent. docs/training.md gives the cost measured. Pretraining, whose
+    every parameter is used in every step, passes ``find_unused_parameters=False``.
+    """
+    if trainer.strategy != "auto" or not wants_ddp(trainer.devices, trainer.num_nodes, trainer.accelerator):
+        return trainer.strategy
+    return FIND_UNUSED if find_unused_parameters else "ddp"
+
+
 def build_trainer(
     run_dir: str | Path,
     callbacks: list,
@@ -75,9 +101,10 @@ def build_trainer(
     """A Trainer writing TensorBoard logs under ``run_dir/logs/tensorboard``, set up by ``trainer`` (the
     section both run configs share); the loop settings that live elsewhere in each config are keywords.
 
-        With several devices or nodes (or under torchrun / SLURM) ``strategy="auto"`` becomes DDP; with
-        ``find_unused_parameters`` because a branch whose modality is absent from a whole batch gets no
-        gradient in that step. Samplers are ours (``use_distributed_sampler=False``): they shard by rank.
+    With several processes (any ``devices`` value naming more than one device, several nodes, or
+    under torchrun / SLURM / MPI) ``strategy="auto"`` becomes DDP with ``find_unused_parameters``
+    (:func:`ddp_strategy`), because a branch whose modality is absent from a whole batch on one rank gets
+    no gradient in that step. Samplers are ours (``use_distributed_sampler=False``): they shard by rank.
     """
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -86,30 +113,56 @@ def build_trainer(
     if faults.enabled():  # a test kills this process at a chosen batch
         callbacks = [batch_pause_points(), *callbacks]
     t = trainer
-    strategy = t.strategy
-    if strategy == "auto" and wants_ddp(t.devices, t.num_nodes):
-        strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=strategy,
-        precision=t.precision,
-        accumulate_grad_batches=accumulate_grad_batches,
-        gradient_clip_val=gradient_clip_val,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(str(run_dir), name="logs", version="tensorboard", default_hp_metric=False),
-        plugins=[SafetensorsCheckpointIO()],
-        enable_checkpointing=False,  # our callbacks write the files
-        use_distributed_sampler=False,
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=limit_val_batches,
-        deterministic=t.deterministic,
-        default_root_dir=str(run_dir),
-    )
+    strategy = ddp_strategy(t, find_unused_parameters)
+
+    def build(strategy: str):
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=strategy,
+            precision=t.precision,
+            accumulate_grad_batches=accumulate_grad_batches,
+            gradient_clip_val=gradient_clip_val,
+            callbacks=callbacks,
+            logger=TensorBoardLogger(
+                str(run_dir), name="logs", version="tensorboard", default_hp_metric=False
+            ),
+            plugins=[SafetensorsCheckpointIO()],
+            enable_checkpointing=False,  # our callbacks write the files
+            use_distributed_sampler=False,
+            enable_progress_bar=t.progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=t.log_every_n_steps,
+            check_val_every_n_epoch=check_val_every_n_epoch,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            deterministic=t.deterministic,
+            default_root_dir=str(run_dir),
+        )
+
+    built = build(strategy)
+    if strategy == "auto" and find_unused_parameters and _plain_ddp(built.strategy):
+        # Lightning resolved more processes than wants_ddp foresaw: its resolution is the last word
+        log.warning(
+            "devices=%r, num_nodes=%d on accelerator %r gave %d processes: rebuilding the trainer with %s",
+            t.devices,
+            t.num_nodes,
+            t.accelerator,
+            built.world_size,
+            FIND_UNUSED,
+        )
+        built = build(FIND_UNUSED)
+    return built
+
+
+def _plain_ddp(strategy: object) -> bool:
+    """Whether Lightning's resolved ``strategy`` is DDP without ``find_unused_parameters``."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    if not isinstance(strategy, DDPStrategy):
+        return False
+    kwargs = getattr(strategy, "_ddp_kwargs", None)  # DDP's keywords; Lightning has no public getter
+    return not (isinstance(kwargs, dict) and kwargs.get("find_unused_parameters"))
