@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from remixformer.cli.common import add_device_arg, device_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--no-cache", action="store_true", help="rerun the image branches for every shuffle")
     imp.add_argument("--batch-size", type=int, default=16)
     imp.add_argument("--num-workers", type=int, default=0)
-    imp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_device_arg(imp)
     imp.add_argument("--out", required=True, help="output folder")
     imp.set_defaults(func=run_importance)
 
@@ -103,8 +105,6 @@ def _load_cases(args: argparse.Namespace, model):
 
 
 def run_importance(args: argparse.Namespace) -> int:
-    import torch
-
     from remixformer.evaluation.plots import save_figure
     from remixformer.explain.figures import plot_importance
     from remixformer.explain.importance import importance_on_cases
@@ -116,7 +116,7 @@ def run_importance(args: argparse.Namespace) -> int:
             f"{args.checkpoint}: the model does not use metadata (modalities {model.modalities})"
         )
     table, indices, split, data_cfg = _load_cases(args, model)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = device_from_args(args)
     result = importance_on_cases(
         model,
         table,

@@ -34,3 +34,19 @@ def load_run_config(args: argparse.Namespace):
     from remixformer.training.config import RunConfig
 
     return resolve(RunConfig, args.config, args.overrides)
+
+
+def add_device_arg(p: argparse.ArgumentParser, default: str = "auto", what: str = "the model runs") -> None:
+    """``--device``: where ``what`` (cpu, cuda, cuda:N, mps, or auto = CUDA when present, else the CPU);
+    read with :func:`device_from_args`."""
+    shown = "auto: CUDA when a GPU is present, else cpu" if default == "auto" else default
+    help_text = f"where {what}: auto, cpu, cuda, cuda:1, mps (default {shown})"
+    p.add_argument("--device", default=default, help=help_text)
+
+
+def device_from_args(args: argparse.Namespace):
+    """The ``torch.device`` of ``--device``, checked to exist here (a ``ValueError`` naming the problem
+    otherwise: the command exits with 2 before it loads anything)."""
+    from remixformer.engine.devices import resolve_device
+
+    return resolve_device(args.device, "--device")

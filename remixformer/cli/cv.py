@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from remixformer.cli.common import add_config_args, load_run_config
+from remixformer.cli.common import add_config_args, add_device_arg, device_from_args, load_run_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the number used, and where it came from, is printed",
     )
     p.add_argument("--run-dir", help="directory of the cross-validation (default: <output_dir>/<name>)")
+    add_device_arg(p, what="each fold's final evaluation runs")
     p.set_defaults(func=run)
 
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from remixformer.engine.distributed import is_rank_zero
     from remixformer.training.cv import cross_validate
 
+    device = device_from_args(args)
     cfg = load_run_config(args)
     source = "data.n_folds of the config"
     if args.folds is not None:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         source = "--folds"
     if is_rank_zero():
         print(f"cross-validation: {cfg.data.n_folds} folds ({source})")
-    out = cross_validate(cfg, run_dir=args.run_dir)
+    out = cross_validate(cfg, run_dir=args.run_dir, eval_device=device)
     if is_rank_zero():
         print(out.get("table", ""))
     return 0

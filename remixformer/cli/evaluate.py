@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from remixformer.cli.common import add_device_arg, device_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint and write a report", description=__doc__)
@@ -29,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    add_device_arg(p)
     p.add_argument(
         "--thresholds",
         help="a decision rule (a run's thresholds.json) whose effect on the macro F1 at 0.5 the report shows",
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from remixformer.evaluation.thresholds import DecisionRule
     from remixformer.models.checkpoint import load_model
 
+    device = device_from_args(args)
     model = load_model(args.checkpoint)
     rule = DecisionRule.load(args.thresholds) if args.thresholds else None
     table, indices, split, data_cfg = checkpoint_cases(
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         tta_flip=args.tta,
         max_image_pixels=data_cfg.max_image_pixels,
         decision_rule=rule,
+        device=device,
     )
     s = metrics["summary"]
     print(f"report: {out / 'report.md'}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from remixformer.cli.common import add_device_arg, device_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain one case: attention figures and numbers", description=__doc__)
@@ -27,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-side", type=int, default=1024, help="longer side of an image as displayed (default 1024)"
     )
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG figures (default 150)")
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
@@ -61,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from remixformer.explain import explain_case
     from remixformer.serving.predictor import Predictor
 
+    device = device_from_args(args)
     metadata = parse_meta(args.meta)
     for flag in ("clinical", "dermoscopy"):
         path = getattr(args, flag)
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"--{flag} {path}: no such file")
-    predictor = Predictor.from_checkpoint(args.checkpoint)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=device)
     exp = explain_case(predictor, clinical=args.clinical, dermoscopy=args.dermoscopy, metadata=metadata)
     exp.lesion = synthetic_lesion(args.clinical)
     written = exp.save(args.out, templates=not args.no_templates, max_side=args.max_side, dpi=args.dpi)

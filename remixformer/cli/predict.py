@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 
+from remixformer.cli.common import add_device_arg, device_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -48,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     many.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading images")
     many.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
+    add_device_arg(p, default="cpu")
     p.set_defaults(func=run)
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from remixformer.serving.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta_flip=args.tta)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=device_from_args(args), tta_flip=args.tta)
     if args.manifest:
         return _many(predictor, args)
     return _one(predictor, args)

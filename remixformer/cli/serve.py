@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from remixformer.cli.common import add_device_arg, device_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -50,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="torch threads (default: CPU cores / workers, at least 1)"
     )
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
+    add_device_arg(p, default="cpu")
     p.set_defaults(func=run)
 
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     pixels = args.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
     print(f"loading {args.checkpoint} ...", flush=True)
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, tta_flip=args.tta, max_image_pixels=pixels
+        args.checkpoint, device=device_from_args(args), tta_flip=args.tta, max_image_pixels=pixels
     )
     app = create_app(
         predictor,

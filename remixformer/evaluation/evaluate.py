@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from remixformer.config import from_dict
 from remixformer.data.config import DataConfig
 from remixformer.data.loaders import answerable, evaluation_loader
@@ -76,9 +78,11 @@ def predict_cases(
     tta_flip: bool = False,
     progress: bool = True,
     max_image_pixels: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[Any, list[str]]:
     """The model's predictions on ``indices`` of ``table`` (one row per case, samples averaged) and the
-    notes a report of them must carry (cases left out, a withheld modality)."""
+    notes a report of them must carry (cases left out, a withheld modality); the model runs on
+    ``device``."""
     if not indices:
         raise ValueError(f"{table.name}: no cases to evaluate")
     withhold = parse_modalities(withhold, "--withhold", allow_empty=True)
@@ -95,7 +99,13 @@ def predict_cases(
         table, indices, cfg, batch_size=batch_size, num_workers=num_workers, **kwargs
     )
     preds, dropped = predict(
-        model, loader, withhold=withhold, tta_flip=tta_flip, progress=progress, desc=f"evaluate {table.name}"
+        model,
+        loader,
+        device=device,
+        withhold=withhold,
+        tta_flip=tta_flip,
+        progress=progress,
+        desc=f"evaluate {table.name}",
     )
     notes = []
     if unanswerable:
@@ -129,12 +139,13 @@ def evaluate_cases(
     max_image_pixels: int | None = None,
     decision_rule: Any = None,
     predictions: list | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Predict ``indices`` of ``table`` with ``model``, write the report into ``out_dir``; return the
     full metrics dict (``["summary"]`` is the flat view). ``decision_rule``: a
     :class:`~remixformer.evaluation.thresholds.DecisionRule` whose effect on the macro F1 at 0.5 the
     report shows. ``predictions``: a list that receives the :class:`Predictions` (for callers that
-    need them, e.g. to fit a decision rule)."""
+    need them, e.g. to fit a decision rule). ``device``: where the model runs."""
     preds, extra = predict_cases(
         model,
         table,
@@ -145,6 +156,7 @@ def evaluate_cases(
         tta_flip=tta_flip,
         progress=progress,
         max_image_pixels=max_image_pixels,
+        device=device,
     )
     metrics = evaluate_predictions(preds, dataset_name=table.name, decision_rule=decision_rule)
     write_report(

@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from remixformer.config import to_dict
 from remixformer.engine.distributed import is_rank_zero
 from remixformer.evaluation.stats import cv_table
@@ -39,13 +41,17 @@ def fold_config(cfg: RunConfig, fold: int, folds: int) -> RunConfig:
 
 
 def cross_validate(
-    cfg: RunConfig, folds: int | None = None, run_dir: str | Path | None = None
+    cfg: RunConfig,
+    folds: int | None = None,
+    run_dir: str | Path | None = None,
+    eval_device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) every fold: a fold with a summary is done; a fold that was started continues
     from its training state, or starts again if it was stopped before its first state was complete.
 
     ``folds``: the number of folds, by default ``cfg.data.n_folds``; a different number given here
-    replaces it (logged), and the recorded config says the number used."""
+    replaces it (logged), and the recorded config says the number used. ``eval_device``: where each
+    fold's final evaluation runs (default: the device the fold trained on)."""
     if folds is None:
         folds = cfg.data.n_folds
     elif folds != cfg.data.n_folds:
@@ -70,7 +76,7 @@ def cross_validate(
         else:
             resume = (fold_dir / "config.yaml").exists()  # started: continue it (train() decides how)
             log.info("fold %d/%d: %s", k + 1, folds, "resuming" if resume else "training")
-            summary = train(fold_config(cfg, k, folds), fold_dir, resume=resume)
+            summary = train(fold_config(cfg, k, folds), fold_dir, resume=resume, eval_device=eval_device)
         results.append(
             {
                 "fold": k,

@@ -23,10 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from remixformer.config import from_dict, load_yaml, to_dict
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import read_splits, splits_from_config, write_splits
 from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.devices import trained_device
 from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
 from remixformer.engine.trainer import build_trainer
@@ -75,8 +78,15 @@ def build_model_for(cfg: RunConfig, table: Any):
     )
 
 
-def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run and evaluate its best model; returns the run summary."""
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    eval_device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) one run and evaluate its best model; returns the run summary. The final
+    evaluation runs on ``eval_device``, by default on the device the run trained on (rank 0's GPU after
+    a GPU run, the CPU after a CPU run)."""
     from lightning.pytorch.callbacks import EarlyStopping
 
     run_dir = Path(run_dir or Path(cfg.output_dir) / cfg.name)
@@ -161,18 +171,27 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             "monitor": cfg.train.monitor,
         }
         is_zero = trainer.is_global_zero
+        device = trained_device(trainer) if eval_device is None else torch.device(eval_device)
         end_process_group()  # collective work is over; rank 0 evaluates alone
         if is_zero:
-            summary["eval"] = evaluate_run(run_dir, cfg, table, splits, cfg.eval.split)
+            log.info("final evaluation on %s", device)
+            summary["eval"] = evaluate_run(run_dir, cfg, table, splits, cfg.eval.split, device=device)
             summary["train_time_s"] = round(time.time() - t0, 1)
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
 
 def evaluate_run(
-    run_dir: Path, cfg: RunConfig, table: Any, splits: dict[str, list[int]], split: str, withhold: str = ""
+    run_dir: Path,
+    cfg: RunConfig,
+    table: Any,
+    splits: dict[str, list[int]],
+    split: str,
+    withhold: str = "",
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Evaluate the run's best model on ``split`` into ``eval/<split>``; returns the flat metrics.
+    """Evaluate the run's best model on ``split`` into ``eval/<split>`` on ``device``; returns the flat
+    metrics.
 
     With ``eval.thresholds`` the decision rule is first fitted on the validation split (its report in
     ``eval/val``, the rule in ``thresholds.json``) and the report of ``split`` shows its effect."""
@@ -187,6 +206,7 @@ def evaluate_run(
         "tta_flip": cfg.eval.tta_flip,
         "progress": cfg.train.progress_bar,
         "max_image_pixels": cfg.data.max_image_pixels,
+        "device": device,
     }
     suffix = f"_without_{withhold}" if withhold else ""
     rule = None

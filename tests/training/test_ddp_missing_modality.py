@@ -24,7 +24,11 @@ def one_dermoscopy_root(tmp_path_factory):
     """A tiny synthetic set whose training split has exactly one case with a dermoscopy image, and an
     even number of training cases (no padding: that case is read once per epoch, by one rank)."""
     root = generate(
-        tmp_path_factory.mktemp("data") / "synthetic", n_cases=16, seed=5, clinical_size=64, dermoscopy_size=64
+        tmp_path_factory.mktemp("data") / "synthetic",
+        n_cases=16,
+        seed=5,
+        clinical_size=64,
+        dermoscopy_size=64,
     )
     path = root / "manifest.csv"
     with open(path, newline="") as f:
@@ -69,7 +73,9 @@ def run_two_processes(root, run_dir, *extra: str) -> subprocess.CompletedProcess
     ]
     log = run_dir.parent / f"{run_dir.name}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             proc.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:

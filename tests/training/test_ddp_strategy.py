@@ -118,7 +118,9 @@ def test_slurm_job_with_several_tasks_wants_ddp_even_with_devices_auto_on_cpu(mo
 def test_an_explicit_strategy_is_kept_and_pretraining_gets_plain_ddp(gpus):
     gpus(4)
     assert ddp_strategy(TrainerConfig(accelerator="gpu", devices=4, strategy="fsdp")) == "fsdp"
-    assert ddp_strategy(TrainerConfig(accelerator="gpu", devices="0,1"), find_unused_parameters=False) == "ddp"
+    assert (
+        ddp_strategy(TrainerConfig(accelerator="gpu", devices="0,1"), find_unused_parameters=False) == "ddp"
+    )
 
 
 def _find_unused(built) -> bool:

@@ -103,3 +103,36 @@ def test_model_modalities_must_exist_in_the_data(synth_root, tmp_path):
     table.modalities = "CM"
     with pytest.raises(ValueError, match="provides only"):
         build_model_for(cfg, table)
+
+
+@pytest.mark.parametrize("eval_device", [None, "cpu"])
+def test_the_final_evaluation_runs_on_the_device_the_run_trained_on(
+    synth_root, tmp_path, monkeypatch, eval_device
+):
+    import torch
+
+    import remixformer.training.run as run
+
+    seen = []
+    # pretend the run trained on a GPU; the evaluation itself is recorded, not run
+    monkeypatch.setattr(run, "trained_device", lambda trainer: torch.device("cuda", 0))
+    monkeypatch.setattr(run, "evaluate_run", lambda *a, device="cpu", **k: seen.append(device) or {})
+    cfg = tiny_config(synth_root, tmp_path, "train.max_epochs=1", "train.limit_train_batches=1")
+    train(cfg, tmp_path / "run", eval_device=eval_device)
+    assert seen == [torch.device("cuda", 0) if eval_device is None else torch.device("cpu")]
+
+
+def test_trained_device_is_the_strategys_root_device(tmp_path):
+    import torch
+
+    from remixformer.engine.devices import trained_device
+    from remixformer.engine.trainer import TrainerConfig, build_trainer
+
+    built = build_trainer(tmp_path, [], TrainerConfig(accelerator="cpu", devices=1), max_epochs=1)
+    assert trained_device(built) == torch.device("cpu")
+
+    class OnGpu:
+        class strategy:
+            root_device = torch.device("cuda", 1)
+
+    assert trained_device(OnGpu()) == torch.device("cuda", 1)
