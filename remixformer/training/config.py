@@ -57,7 +57,7 @@ class TrainConfig(TrainerConfig):
     limit_train_batches, deterministic)."""
 
     max_epochs: int = 200
-    batch_size: int = 64  # per device; the effective batch is batch_size * devices * accumulate_grad_batches
+    batch_size: int = 64  # per device; effective: batch_size * devices * num_nodes * accumulate_grad_batches
     eval_batch_size: int | None = None  # default: batch_size
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 1e-4
