@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from remixformer.data.cases import CaseTable
@@ -58,6 +59,12 @@ def model_dataset(
     return ds, left_out
 
 
+def pin_memory_for(device: str | torch.device | None) -> bool:
+    """Whether batches bound for ``device`` are best read into pinned (page-locked) memory: on CUDA,
+    where a pinned batch is copied to the GPU asynchronously and faster; never for the CPU."""
+    return device is not None and torch.device(device).type == "cuda"
+
+
 def epoch_loader(
     dataset: Any,
     batch_size: int,
@@ -68,9 +75,15 @@ def epoch_loader(
     rank: int = 0,
     world_size: int = 1,
     weights: Any = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A loader whose epochs are a pure function of (seed, epoch, rank) (:mod:`remixformer.data.sampling`);
-    shuffled shards are padded to equal length, ordered ones are not."""
+    shuffled shards are padded to equal length, ordered ones are not.
+
+    ``pin_memory``: read batches into pinned memory (for a CUDA device, :func:`pin_memory_for`). With
+    workers, they persist from epoch to epoch (not restarted, and not re-forked with the data set, at
+    every epoch): the epoch travels with each index (``EpochIndexed``), so a persistent worker reads
+    what a fresh one would."""
     sampler = EpochSampler(
         len(dataset),
         seed=seed,
@@ -86,8 +99,8 @@ def epoch_loader(
         sampler=sampler,
         collate_fn=collate,
         num_workers=num_workers,
-        persistent_workers=False,
-        pin_memory=False,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )
 
 
@@ -100,14 +113,22 @@ def evaluation_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
     **options: Any,
 ) -> tuple[DataLoader, list[str]]:
     """An evaluation loader for a model (``model_config``: its ``ModelConfig``) over cases ``indices`` of
     ``table``: in order, no augmentation, no remix. Returns the loader and the ids of the cases left out
-    because they have none of the model's modalities. ``options``: further ``MultiModalDataset``
-    keywords (max_image_pixels, cache_images, skip_bad_cases, seed, ...)."""
+    because they have none of the model's modalities. ``pin_memory``: as :func:`epoch_loader`.
+    ``options``: further ``MultiModalDataset`` keywords (max_image_pixels, cache_images,
+    skip_bad_cases, seed, ...)."""
     ds, left_out = model_dataset(table, indices, model_config, train=False, remix=False, **options)
     loader = epoch_loader(
-        ds, batch_size, shuffle=False, num_workers=num_workers, rank=rank, world_size=world_size
+        ds,
+        batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
     )
     return loader, left_out

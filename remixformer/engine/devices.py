@@ -44,8 +44,9 @@ def resolve_device(name: str | torch.device, option: str = "--device") -> torch.
     return device
 
 
-def trained_device(trainer: Any) -> torch.device:
-    """The device this process of a finished Lightning fit ran on (``cuda:<local rank>`` on GPUs, the CPU
-    otherwise): where the run's final evaluation goes."""
+def trainer_device(trainer: Any) -> torch.device:
+    """The device this process of a Lightning trainer runs on (``cuda:<local rank>`` on GPUs, the CPU
+    otherwise): where its batches go (pinned memory on CUDA) and, after a fit, where the run's final
+    evaluation goes."""
     device = getattr(getattr(trainer, "strategy", None), "root_device", None)
     return device if isinstance(device, torch.device) else torch.device("cpu")

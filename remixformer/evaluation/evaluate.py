@@ -15,7 +15,7 @@ import torch
 
 from remixformer.config import from_dict
 from remixformer.data.config import DataConfig
-from remixformer.data.loaders import answerable, evaluation_loader
+from remixformer.data.loaders import answerable, evaluation_loader, pin_memory_for
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import splits_from_config
 from remixformer.evaluation.report import evaluate_predictions, write_report
@@ -96,7 +96,13 @@ def predict_cases(
         )
     kwargs = {} if max_image_pixels is None else {"max_image_pixels": max_image_pixels}
     loader, _ = evaluation_loader(
-        table, indices, cfg, batch_size=batch_size, num_workers=num_workers, **kwargs
+        table,
+        indices,
+        cfg,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=pin_memory_for(device),
+        **kwargs,
     )
     preds, dropped = predict(
         model,

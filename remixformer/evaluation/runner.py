@@ -87,7 +87,10 @@ def predict(
             if not bool(rows.any()):
                 continue
             batch = _select(batch, rows)
-        inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        inputs = {
+            k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()
+        }
         logits = model(inputs)[keys.LOGITS]
         if tta_flip:
             flipped = model(_flip(inputs))[keys.LOGITS]

@@ -18,6 +18,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from remixformer.data.loaders import pin_memory_for
+from remixformer.engine.devices import trainer_device
 from remixformer.engine.distributed import weight_checksums
 from remixformer.pretrain.config import PretrainConfig
 from remixformer.pretrain.meta_arch import DINOMetaArch
@@ -156,4 +158,5 @@ class WindowDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
+            pin_memory=pin_memory_for(trainer_device(self.trainer)),
         )

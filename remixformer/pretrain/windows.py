@@ -391,8 +391,10 @@ def make_loader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """Shuffled per (seed, epoch), sharded by rank; incomplete last batches are dropped (DINO)."""
+    """Shuffled per (seed, epoch), sharded by rank; incomplete last batches are dropped (DINO).
+    ``pin_memory`` when the batches go to a CUDA device; workers persist from epoch to epoch."""
     if len(dataset) < batch_size * world_size:
         raise ValueError(
             f"only {len(dataset)} windows for a batch of {batch_size} x {world_size} device(s); "
@@ -405,6 +407,6 @@ def make_loader(
         sampler=sampler,
         num_workers=num_workers,
         drop_last=True,
-        persistent_workers=False,
-        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )

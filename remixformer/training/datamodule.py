@@ -8,7 +8,8 @@ from typing import Any
 import lightning as L
 
 from remixformer.data.cases import CaseTable
-from remixformer.data.loaders import epoch_loader, evaluation_loader, model_dataset
+from remixformer.data.loaders import epoch_loader, evaluation_loader, model_dataset, pin_memory_for
+from remixformer.engine.devices import trainer_device
 from remixformer.training.balance import class_balance
 from remixformer.training.config import RunConfig
 
@@ -82,6 +83,10 @@ class RemixDataModule(L.LightningDataModule):
             self._datasets[split] = ds
         return self._datasets[split]
 
+    def pin_memory(self) -> bool:
+        """Pinned batches when this process trains on a CUDA device."""
+        return pin_memory_for(trainer_device(self.trainer))
+
     def train_dataloader(self):
         if not self.splits.get("train"):
             return []
@@ -95,6 +100,7 @@ class RemixDataModule(L.LightningDataModule):
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
             weights=self.balance().get("sample_weights"),
+            pin_memory=self.pin_memory(),
         )
 
     def val_dataloader(self):
@@ -109,6 +115,7 @@ class RemixDataModule(L.LightningDataModule):
             num_workers=self.cfg.data.num_workers,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
+            pin_memory=self.pin_memory(),
             **_dataset_options(self.cfg),
         )
         _warn_left_out(left_out, "evaluation", self.model_cfg.modalities)

@@ -29,7 +29,7 @@ from remixformer.config import from_dict, load_yaml, to_dict
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import read_splits, splits_from_config, write_splits
 from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
-from remixformer.engine.devices import trained_device
+from remixformer.engine.devices import trainer_device
 from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
 from remixformer.engine.trainer import build_trainer
@@ -171,7 +171,7 @@ def train(
             "monitor": cfg.train.monitor,
         }
         is_zero = trainer.is_global_zero
-        device = trained_device(trainer) if eval_device is None else torch.device(eval_device)
+        device = trainer_device(trainer) if eval_device is None else torch.device(eval_device)
         end_process_group()  # collective work is over; rank 0 evaluates alone
         if is_zero:
             log.info("final evaluation on %s", device)

@@ -115,7 +115,7 @@ def test_the_final_evaluation_runs_on_the_device_the_run_trained_on(
 
     seen = []
     # pretend the run trained on a GPU; the evaluation itself is recorded, not run
-    monkeypatch.setattr(run, "trained_device", lambda trainer: torch.device("cuda", 0))
+    monkeypatch.setattr(run, "trainer_device", lambda trainer: torch.device("cuda", 0))
     monkeypatch.setattr(run, "evaluate_run", lambda *a, device="cpu", **k: seen.append(device) or {})
     cfg = tiny_config(synth_root, tmp_path, "train.max_epochs=1", "train.limit_train_batches=1")
     train(cfg, tmp_path / "run", eval_device=eval_device)
@@ -125,14 +125,14 @@ def test_the_final_evaluation_runs_on_the_device_the_run_trained_on(
 def test_trained_device_is_the_strategys_root_device(tmp_path):
     import torch
 
-    from remixformer.engine.devices import trained_device
+    from remixformer.engine.devices import trainer_device
     from remixformer.engine.trainer import TrainerConfig, build_trainer
 
     built = build_trainer(tmp_path, [], TrainerConfig(accelerator="cpu", devices=1), max_epochs=1)
-    assert trained_device(built) == torch.device("cpu")
+    assert trainer_device(built) == torch.device("cpu")
 
     class OnGpu:
         class strategy:
             root_device = torch.device("cuda", 1)
 
-    assert trained_device(OnGpu()) == torch.device("cuda", 1)
+    assert trainer_device(OnGpu()) == torch.device("cuda", 1)
