@@ -34,8 +34,9 @@ def stage_window_size(grid: int, ref_grid: int, ref_window: int) -> int:
     return max(1, ref_window * grid // ref_grid)
 
 
-@functools.lru_cache(maxsize=64)
-def _shift_mask_cpu(H: int, W: int, window: int, shift: int) -> torch.Tensor:
+def build_shift_mask(H: int, W: int, window: int, shift: int) -> torch.Tensor:
+    """The additive mask (nW, n*n, n*n) of shifted windows on an H x W grid, built on the CPU in float32
+    (uncached; :func:`shifted_window_mask` gives the cached copy on a device)."""
     img = torch.zeros((1, H, W, 1))
     cnt = 0
     for h in ((0, -window), (-window, -shift), (-shift, None)):
@@ -48,11 +49,41 @@ def _shift_mask_cpu(H: int, W: int, window: int, shift: int) -> torch.Tensor:
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 
 
+def build_relative_index(window: int) -> torch.Tensor:
+    """Index (n*n, n*n) into a relative-position table of a ``window`` (timm's; uncached)."""
+    return get_relative_position_index(window, window)
+
+
+# Made once per (shape, device, dtype) and kept: no CPU build and host-to-device copy in every block of
+# every forward pass. The cached tensors are shared: never modify them in place. They are built outside
+# inference mode, so that a first use under ``torch.inference_mode`` (Lightning's validation) does not
+# leave an inference tensor that a later training step could not save for backward.
+@functools.lru_cache(maxsize=128)
+def _device_shift_mask(
+    H: int, W: int, window: int, shift: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return build_shift_mask(H, W, window, shift).to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_relative_index(window: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return build_relative_index(window).to(device)
+
+
+def clear_window_caches() -> None:
+    """Forget the cached masks and indices (tests; or to free their device memory)."""
+    _device_shift_mask.cache_clear()
+    _device_relative_index.cache_clear()
+
+
 def shifted_window_mask(H: int, W: int, window: int, shift: int, device, dtype) -> torch.Tensor | None:
-    """Additive mask (nW, n*n, n*n) that keeps shifted windows from mixing wrapped-around regions."""
+    """Additive mask (nW, n*n, n*n) that keeps shifted windows from mixing wrapped-around regions; made
+    once per (grid, window, shift, device, dtype) and shared (read-only)."""
     if shift == 0:
         return None
-    return _shift_mask_cpu(H, W, window, shift).to(device=device, dtype=dtype)
+    return _device_shift_mask(H, W, window, shift, torch.device(device), dtype)
 
 
 def relative_position_bias(table: torch.Tensor, table_window: int, window: int) -> torch.Tensor:
@@ -68,15 +99,6 @@ def relative_position_bias(table: torch.Tensor, table_window: int, window: int) 
         grid = table.T.reshape(1, num_heads, src, src)
         grid = F.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=True)
         table = grid.reshape(num_heads, dst * dst).T
-    index = _relative_index(window, table.device)
+    index = _device_relative_index(window, table.device)  # made once per window and device
     bias = table[index.view(-1)].view(window * window, window * window, num_heads)
     return bias.permute(2, 0, 1).contiguous()
-
-
-@functools.lru_cache(maxsize=32)
-def _relative_index_cpu(window: int) -> torch.Tensor:
-    return get_relative_position_index(window, window)
-
-
-def _relative_index(window: int, device) -> torch.Tensor:
-    return _relative_index_cpu(window).to(device)
