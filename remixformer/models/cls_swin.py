@@ -60,6 +60,27 @@ def _log_whole_grid_window(stage: int, grid: int, window: int) -> None:
     )
 
 
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Attention within windows: ``q`` (B, nW, h, n, d), ``k``/``v`` (B, nW, h, m, d), additive ``bias``
+    broadcastable to (B, nW, h, n, m) with a batch dimension of 1 (position bias and shift mask are the
+    same for every image). Returns (B, nW, h, n, d).
+
+    The windows and heads are folded into one dimension, so that ``scaled_dot_product_attention`` gets
+    4-D tensors (B, nW*h, n, d): its fused CUDA kernels refuse 5-D ones (the math kernel was used), and
+    the bias (1, nW*h, n, m) still broadcasts over the batch without a copy per image."""
+    B, nW, h, n, d = q.shape
+    m = k.shape[3]
+    if bias.shape[0] != 1:
+        raise ValueError(
+            f"window_attention: expected a bias with batch dimension 1, got shape {tuple(bias.shape)}"
+        )
+    mask = bias.expand(1, nW, h, n, m).reshape(1, nW * h, n, m)
+    z = F.scaled_dot_product_attention(
+        q.reshape(B, nW * h, n, d), k.reshape(B, nW * h, m, d), v.reshape(B, nW * h, m, d), attn_mask=mask
+    )
+    return z.reshape(B, nW, h, n, d)  # a fused kernel may return another memory layout
+
+
 class CLSWindowAttention(nn.Module):
     """Window attention with a class token (CLS-WMSA)."""
 
@@ -143,7 +164,7 @@ class CLSWindowAttention(nn.Module):
             k = torch.cat([k_c[:, None].expand(B, nW, h, 1, d), k], dim=3)  # B, nW, h, 1+n2, d
             v = torch.cat([v_c[:, None].expand(B, nW, h, 1, d), v], dim=3)
             bias = F.pad(bias, (1, 0))  # the class token's key: no position bias, never masked
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        z = window_attention(q, k, v, bias.to(q.dtype))  # B, nW, h, n2, d
         z = z.permute(0, 1, 3, 2, 4).reshape(B * nW, n2, C)
         z = window_reverse(z, window, Hp, Wp)[:, :H, :W]  # B, H, W, C: padding dropped
         if shift:
