@@ -81,6 +81,8 @@ def test_evaluate_runs_on_the_device_named(tiny_checkpoint, tmp_path, monkeypatc
     assert seen == [torch.device("cpu")] and (out / "report.md").is_file()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    # pinning memory needs a driver; that a CUDA device pins is tested in test_loader_settings.py
+    monkeypatch.setattr(evaluate, "pin_memory_for", lambda device: False)
     assert (
         main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--device", "cuda:1", "--out", str(out)]) == 0
     )
