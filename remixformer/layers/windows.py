@@ -52,7 +52,9 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int, device, dtype) 
     """Additive mask (nW, n*n, n*n) that keeps shifted windows from mixing wrapped-around regions."""
     if shift == 0:
         return None
-    return _shift_mask_cpu(H, W, window, shift).to(device=device, dtype=dtype)
+    # under torch.export / torch.compile the tensors made here are fake: never cache them
+    make = _shift_mask_cpu.__wrapped__ if torch.compiler.is_compiling() else _shift_mask_cpu
+    return make(H, W, window, shift).to(device=device, dtype=dtype)
 
 
 def relative_position_bias(table: torch.Tensor, table_window: int, window: int) -> torch.Tensor:
@@ -79,4 +81,6 @@ def _relative_index_cpu(window: int) -> torch.Tensor:
 
 
 def _relative_index(window: int, device) -> torch.Tensor:
-    return _relative_index_cpu(window).to(device)
+    # under torch.export / torch.compile the tensors made here are fake: never cache them
+    make = _relative_index_cpu.__wrapped__ if torch.compiler.is_compiling() else _relative_index_cpu
+    return make(window).to(device)
