@@ -6,6 +6,7 @@ import pytest
 
 from remixformer.config import resolve
 from remixformer.models.registry import resolve_config
+from remixformer.pretrain.config import PretrainConfig
 from remixformer.training.config import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -135,7 +136,14 @@ def test_ssl_rows_use_our_pretraining_and_imagenet_dino_rows_say_so():
     for path in RUN_CONFIGS:
         weights = resolve(RunConfig, [path]).model.dermoscopy.get("pretrained") or ""
         if path.stem.endswith("_ssl") or "_ssl_" in path.stem:
-            assert weights == "runs/pretrain/dino_paper/teacher_backbone.safetensors", path.name
+            # the teacher exported by one of configs/pretrain/, pretraining this row's preset
+            run, file = Path(weights).parent, Path(weights).name
+            assert (run.parent.as_posix(), file) == ("runs/pretrain", "teacher_backbone.safetensors"), (
+                path.name
+            )
+            pretrain = resolve(PretrainConfig, [CONFIGS / "pretrain" / f"{run.name}.yaml"])
+            assert pretrain.name == run.name, path.name
+            assert pretrain.backbone.preset == resolve(RunConfig, [path]).model.preset, path.name
         if path.parent.name == "ablations" and weights.endswith(".dino"):
             assert "imagenet_dino" in path.stem or not path.stem.startswith("dermoscopy"), path.name
 
