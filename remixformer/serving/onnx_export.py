@@ -92,8 +92,8 @@ def preprocessing_contract(config: ModelConfig) -> dict[str, Any]:
 
 
 def random_inputs(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Inputs of the graph for ``batch`` made-up cases (normal images, a random one-hot per metadata
-    slot group is not needed: any float vector exercises the graph), every modality present."""
+    """Inputs of the graph for ``batch`` made-up cases, every modality present: standard-normal images
+    and random 0/1 metadata vectors (not valid one-hot encodings; any values exercise the graph)."""
     g = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for letter in config.modalities:
