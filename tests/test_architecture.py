@@ -50,6 +50,12 @@ LAZY_LIBRARIES: dict[str, str] = {
     "matplotlib": "slow to import and to pick a backend; only needed when a figure is drawn",
     "scipy": "scipy.stats is slow to import; only needed for t-tests and likelihoods",
     "resource": "POSIX-only standard module (absent on Windows); only the memory benchmark reads it",
+    "onnx": "optional dependency (the `onnx` extra); only ONNX export and the onnxruntime backend use it",
+    "onnxruntime": "optional dependency (the `onnx` extra); only the onnxruntime backend uses it",
+    "onnxscript": "optional dependency (the `onnx` extra) that torch's ONNX exporter needs; imported "
+    "to say so when it is missing",
+    "huggingface_hub": "only needed to download a model from the Hub (from_pretrained of a repository "
+    "id); local folders load without it",
 }
 
 # (path relative to the package, imported module): why it must stay inside a function

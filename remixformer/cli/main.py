@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "predict",
     "milk10k",
     "serve",
+    "export",
     "readers",
     "bench",
     "models",
@@ -58,7 +59,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     if verbose < 2:  # third-party chatter
-        for name in ("PIL", "matplotlib", "urllib3", "fsspec", "httpx"):
+        for name in ("PIL", "matplotlib", "urllib3", "fsspec", "httpx", "onnx_ir", "onnxscript"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -2,6 +2,9 @@
 
     remixformer serve --checkpoint best.safetensors [--host 127.0.0.1] [--port 8000]
 
+``--backend onnxruntime`` serves an exported .onnx file (``remixformer export``) instead: the same
+answers, no attention overlays.
+
 The model is loaded once, before the server starts; a checkpoint that does not load, or a model that
 cannot predict a made-up case, stops the start with its reason. Page at ``/``, API documentation at
 ``/docs``, docs/serving.md for the endpoints.
@@ -22,7 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="a model file (best.safetensors / last.safetensors)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("eager", "onnxruntime"),
+        default="eager",
+        help="eager PyTorch (default) or onnxruntime over an exported .onnx file (CPU only)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")
@@ -82,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     pixels = args.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
     print(f"loading {args.checkpoint} ...", flush=True)
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=device_from_args(args), tta_flip=args.tta, max_image_pixels=pixels
-    )
+    options: dict = {"tta_flip": args.tta, "max_image_pixels": pixels}
+    if args.backend == "onnxruntime":
+        options["threads"] = threads
+    predictor = Predictor.load(args.checkpoint, args.backend, device=device_from_args(args), **options)
     app = create_app(
         predictor,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
@@ -100,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     ident = predictor.identity
     print(
         f"model {ident.get('file')} ({ident.get('preset')}, modalities {predictor.modalities}, "
+        f"backend {predictor.backend}, "
         f"sha256 {str(ident.get('sha256'))[:12]}); {args.workers} worker(s) x {threads} thread(s), "
         f"queue {args.queue_size}"
     )

@@ -83,6 +83,8 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int, device, dtype) 
     once per (grid, window, shift, device, dtype) and shared (read-only)."""
     if shift == 0:
         return None
+    if torch.compiler.is_compiling():  # under torch.export / torch.compile the tensors are fake: no cache
+        return build_shift_mask(H, W, window, shift).to(device=device, dtype=dtype)
     return _device_shift_mask(H, W, window, shift, torch.device(device), dtype)
 
 
@@ -99,6 +101,9 @@ def relative_position_bias(table: torch.Tensor, table_window: int, window: int) 
         grid = table.T.reshape(1, num_heads, src, src)
         grid = F.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=True)
         table = grid.reshape(num_heads, dst * dst).T
-    index = _device_relative_index(window, table.device)  # made once per window and device
+    if torch.compiler.is_compiling():  # fake tensors while tracing: never cache them
+        index = build_relative_index(window).to(table.device)
+    else:
+        index = _device_relative_index(window, table.device)  # made once per window and device
     bias = table[index.view(-1)].view(window * window, window * window, num_heads)
     return bias.permute(2, 0, 1).contiguous()

@@ -25,13 +25,7 @@ MAX_DERIVED_BYTES = 2**30  # buffers the model computes from its sizes, on top o
 
 def save_model(model: torch.nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a RemixFormer) and its config to ``path`` (``.safetensors``)."""
-    meta = {
-        "format": FORMAT,
-        "format_version": VERSION,
-        "config": json.dumps(to_dict(model.config)),
-        "extra": json.dumps(extra or {}),
-    }
-    return save_tensors(path, model.state_dict(), meta)
+    return save_tensors(path, model.state_dict(), header_fields(model, extra))
 
 
 def _header_json(path: Path | str, meta: dict[str, str], key: str, required: bool) -> Any:
@@ -51,11 +45,20 @@ def _header_json(path: Path | str, meta: dict[str, str], key: str, required: boo
     return value
 
 
-def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any], dict[str, torch.Tensor]]:
-    """Config, extras and tensors of a model file, every header field checked (CheckpointError naming
-    the file and the field): the format and its version, the config (keys, types, sizes), the metadata
-    schema and its width, the extras (a JSON object)."""
-    tensors, meta = read_safetensors(path)
+def header_fields(model: torch.nn.Module, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """The header of a model file: format, version, config and extras as strings (JSON). ONNX exports
+    and Hub folders carry the same fields, read back by :func:`config_from_header`."""
+    return {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "config": json.dumps(to_dict(model.config)),
+        "extra": json.dumps(extra or {}),
+    }
+
+
+def config_from_header(path: Path | str, meta: dict[str, str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """Config and extras from the header fields of :func:`header_fields`, every field checked
+    (CheckpointError naming ``path`` and the field)."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a remixformer model checkpoint "
@@ -86,6 +89,15 @@ def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any],
                 f"{cfg.metadata_dim} (metadata_dim): the schema no longer fits the weights"
             )
     extra = _header_json(path, meta, "extra", required=False)
+    return cfg, extra
+
+
+def read_checkpoint_info(path: str | Path) -> tuple[ModelConfig, dict[str, Any], dict[str, torch.Tensor]]:
+    """Config, extras and tensors of a model file, every header field checked (CheckpointError naming
+    the file and the field): the format and its version, the config (keys, types, sizes), the metadata
+    schema and its width, the extras (a JSON object)."""
+    tensors, meta = read_safetensors(path)
+    cfg, extra = config_from_header(path, meta)
     return cfg, extra, tensors
 
 

@@ -216,8 +216,11 @@ class HighResolutionWindowEncoder(nn.Module):
         n = B * grid[0] * grid[1]
         ckpt = self.use_checkpoint and self.training and torch.is_grad_enabled() and not explain
         embs, atts, assigns = [], [], []
-        for start in range(0, n, self.chunk_size):
-            stop = min(start + self.chunk_size, n)
+        # traced for export or compiled: all windows in one chunk, so that the graph does not depend
+        # on the batch size (a loop over chunks would fix it); eager inference keeps its chunks
+        one_chunk = torch.compiler.is_compiling() and not ckpt
+        for start in [0] if one_chunk else range(0, n, self.chunk_size):
+            stop = n if one_chunk else min(start + self.chunk_size, n)
             if ckpt:  # saved for backward: a reference to `images` and the embeddings, nothing per window
                 emb = checkpoint(self._embed_only, images, start, stop, use_reentrant=False)
             else:

@@ -379,6 +379,13 @@ class Service:
         options = {**query, **{k: v for k, v in fields.items() if k in OPTION_FIELDS}}
         if "explain" in options:
             case.explain = _flag("explain", options["explain"])
+            if case.explain and not self.predictor.can_explain:
+                raise ServingError(
+                    422,
+                    f"explain: the {self.predictor.backend} backend gives no attention maps; "
+                    "the service must run the checkpoint with the eager backend for them",
+                    "explain",
+                )
         if "top_k" in options:
             case.top_k = _top_k(options["top_k"], self.n_classes)
         for key in files:

@@ -6,6 +6,9 @@
 
 Any subset of the modalities the model was trained with may be given; metadata is checked strictly
 against the model's schema (unknown fields or values are errors, blanks are allowed).
+
+Two backends: eager PyTorch (``from_checkpoint``, the default) and onnxruntime over an exported graph
+(``from_onnx``, docs/export.md): same preprocessing and answers, no attention maps.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from remixformer.data.images import ImageInput, to_pil
 from remixformer.modalities import NAMES
 from remixformer.models.checkpoint import load_model
 from remixformer.schema import MetadataSchema
+from remixformer.serving.onnx_export import OnnxModel, file_digest
 from remixformer.tasks import MULTI
 
 log = logging.getLogger(__name__)
@@ -56,10 +60,16 @@ class CasePrediction:
         }
 
 
+BACKENDS = ("eager", "onnxruntime")
+
+
 class Predictor:
+    """A model (eager ``nn.Module`` or :class:`~remixformer.serving.onnx_export.OnnxModel`) with its
+    preprocessing; :meth:`load` picks the backend by name."""
+
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | OnnxModel,
         device: str | torch.device = "cpu",
         *,
         tta_flip: bool = False,
@@ -75,6 +85,53 @@ class Predictor:
         if "M" in self.modalities and self.schema is None:
             raise ValueError("the model uses metadata but its checkpoint holds no metadata schema")
         self.identity = identity or {}
+        self.backend = "onnxruntime" if isinstance(model, OnnxModel) else "eager"
+
+    @property
+    def can_explain(self) -> bool:
+        """Whether ``explain=True`` gives attention maps (the eager backend only)."""
+        return self.backend == "eager"
+
+    @classmethod
+    def load(
+        cls, path: str | Path, backend: str = "eager", device: str | torch.device = "cpu", **kwargs: Any
+    ) -> Predictor:
+        """``backend`` "eager": ``path`` is a checkpoint (.safetensors); "onnxruntime": an exported
+        .onnx file (``remixformer export``)."""
+        if backend == "eager":
+            return cls.from_checkpoint(path, device, **kwargs)
+        if backend == "onnxruntime":
+            return cls.from_onnx(path, device=device, **kwargs)
+        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> Predictor:
+        """An exported graph (``remixformer export --format onnx``) run by onnxruntime on the CPU."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            raise ValueError(
+                f"{path}: the onnxruntime backend takes an .onnx file; export it first with "
+                "`remixformer export --checkpoint CKPT --format onnx --out FILE.onnx`"
+            )
+        model = OnnxModel(path, threads=threads)
+        extra = model.checkpoint_extra
+        identity = {
+            "file": path.name,
+            "sha256": file_digest(path),
+            "run": extra.get("run"),
+            "dataset": extra.get("dataset"),
+            "epoch": extra.get("epoch"),
+            "preset": model.config.preset,
+            "backend": "onnxruntime",
+        }
+        return cls(model, device, identity=identity, **kwargs)
 
     @classmethod
     def from_checkpoint(
@@ -91,6 +148,7 @@ class Predictor:
             "dataset": extra.get("dataset"),
             "epoch": extra.get("epoch"),
             "preset": model.config.preset,
+            "backend": "eager",
         }
         return cls(model, device, identity=identity, **kwargs)
 
@@ -139,6 +197,7 @@ class Predictor:
             "metadata_fields": self.metadata_fields(),
             "input_sizes": self.input_sizes,
             "tta_flip": self.tta_flip,
+            "backend": self.backend,
             "checkpoint": self.identity,
         }
 
@@ -224,6 +283,11 @@ class Predictor:
         self, batch: dict[str, Any], *, top_k: int = 3, explain: bool = False
     ) -> list[CasePrediction]:
         """Predictions for a batch dict (several cases preprocessed and collated)."""
+        if explain and not self.can_explain:
+            raise ValueError(
+                f"explain: the {self.backend} backend gives no attention maps; serve the checkpoint "
+                "with the eager backend for them"
+            )
         inputs = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         out = self.model(inputs, explain=explain)
         logits = out[keys.LOGITS]

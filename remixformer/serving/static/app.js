@@ -112,6 +112,11 @@ async function loadModel() {
     describeModel(model);
     buildImageInputs(model);
     buildMetadataInputs(model);
+    if (model.backend && model.backend !== "eager") {
+      // the onnxruntime backend gives no attention maps (POST /predict would answer 422)
+      $("explain").checked = false;
+      $("explain").closest("label").hidden = true;
+    }
     $("case-form").hidden = false;
     document.body.dataset.ready = "true";
   } catch (err) {
