@@ -4,9 +4,12 @@ and DDP, precision, TensorBoard, checkpoints through safetensors (never pickled)
 from __future__ import annotations
 
 import logging
+import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from remixformer import faults
 from remixformer.engine.checkpoint_io import SafetensorsCheckpointIO
@@ -30,7 +33,65 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 10
     limit_train_batches: float = 1.0  # fraction (or number) of batches per epoch
-    deterministic: bool = False  # torch deterministic algorithms (slower on GPUs)
+    deterministic: bool = False  # torch deterministic algorithms (slower on GPUs; warn-only on CUDA)
+
+
+# Operations of this code base that have no deterministic CUDA kernel (torch raises on them when
+# deterministic algorithms are required; read from the code; docs/training.md, "Deterministic runs").
+CUDA_NONDETERMINISTIC_OPS = (
+    "the backward of F.interpolate(mode='bicubic') that resizes CLS-Swin's relative-position table when a "
+    "stage's window differs from the table's (layers/windows.py, relative_position_bias; "
+    "window_rule 'scaled': the small and tiny presets, not the paper preset's fixed 7x7 windows)",
+    "the backward of timm's resample_abs_pos_embed (bicubic interpolation) that resizes a ViT's position "
+    "embedding to another token grid: the clinical ViT backbones on their crops (dynamic_img_size), "
+    "DINO pretraining's local views, the region encoder R_phi2 on a window grid other than the one it "
+    "was built for (models/dermoscopy.py)",
+)
+CUBLAS_WORKSPACE = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # deterministic cuBLAS (NVIDIA's documented value)
+
+
+@dataclass(frozen=True)
+class DeterministicMode:
+    """What ``deterministic: true`` becomes: Lightning's ``Trainer(deterministic=...)`` argument, the
+    environment variables to set where they are not set, and whether the run is (or may be) on CUDA."""
+
+    lightning: bool | str
+    env: dict[str, str] = field(default_factory=dict)
+    cuda: bool = False
+
+
+def deterministic_mode(deterministic: bool, accelerator: str) -> DeterministicMode:
+    """``deterministic`` on ``accelerator`` -> the Trainer's argument and the environment.
+
+    Off: ``False``. On the CPU (``cpu``, or ``auto``/``gpu`` without CUDA; MPS and others alike):
+    ``True``, torch's deterministic algorithms required. On CUDA (``cuda``, or ``gpu``/``auto`` where CUDA
+    is available, as Lightning resolves them): ``"warn"`` (``torch.use_deterministic_algorithms(True,
+    warn_only=True)``) and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``: some operations of the model have no
+    deterministic CUDA kernel (:data:`CUDA_NONDETERMINISTIC_OPS`); with ``True`` they would stop the run,
+    with ``"warn"`` they run nondeterministically, with a warning, and everything else is deterministic.
+    """
+    if not deterministic:
+        return DeterministicMode(False)
+    acc = str(accelerator).lower()
+    cuda = acc == "cuda" or (acc in ("gpu", "auto") and torch.cuda.is_available())
+    if not cuda:
+        return DeterministicMode(True)
+    return DeterministicMode("warn", dict(CUBLAS_WORKSPACE), cuda=True)
+
+
+def apply_deterministic_mode(mode: DeterministicMode) -> None:
+    """Set ``mode``'s environment variables that are not set, and say once what stays nondeterministic."""
+    for name, value in mode.env.items():
+        os.environ.setdefault(name, value)
+    if mode.cuda:
+        log.warning(
+            "deterministic: true on CUDA runs torch's deterministic algorithms in warn-only mode "
+            "(Lightning deterministic='warn', CUBLAS_WORKSPACE_CONFIG=%s): these operations have no "
+            "deterministic CUDA kernel and stay nondeterministic where they run (torch warns when they "
+            "do): %s. Everything else uses deterministic kernels.",
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "; ".join(CUDA_NONDETERMINISTIC_OPS),
+        )
 
 
 def quiet_lightning() -> None:
@@ -114,6 +175,8 @@ def build_trainer(
         callbacks = [batch_pause_points(), *callbacks]
     t = trainer
     strategy = ddp_strategy(t, find_unused_parameters)
+    deterministic = deterministic_mode(t.deterministic, t.accelerator)
+    apply_deterministic_mode(deterministic)
 
     def build(strategy: str):
         return L.Trainer(
@@ -139,7 +202,7 @@ def build_trainer(
             check_val_every_n_epoch=check_val_every_n_epoch,
             limit_train_batches=t.limit_train_batches,
             limit_val_batches=limit_val_batches,
-            deterministic=t.deterministic,
+            deterministic=deterministic.lightning,
             default_root_dir=str(run_dir),
         )
 

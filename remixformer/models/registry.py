@@ -31,7 +31,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the paper's sizes: Swin-T on 896^2 photos (384^2 global copy, 224^2 crops, K_p = 4) with 7x7
         # windows in G and L ("7x7 in our implementation"; G's grids padded as Swin pads them);
         # ViT-S/16 on 256^2 windows of a 1024^2 dermoscopy image (2048^2 for large images), 32 templates
-        "clinical": {"window_rule": "fixed"},
+        "clinical": {
+            "window_rule": "fixed",
+            # Activation checkpointing of the CLS-Swin blocks, so that the paper's per-device batch fits a
+            # 32 GB GPU. Measured on one H200 before this default (CDM, 896^2 photo, 1024^2 dermoscopy,
+            # 16-mixed, SGD): batch 64 peaked at 39.6 GiB without it and 11.1 GiB with it (3.99 s vs
+            # 3.42 s per step); batch 8: 6.6 GiB, batch 16: 11.3 GiB (docs/benchmarks.md). Off:
+            # model.clinical.grad_checkpointing=false. The dermoscopy branch checkpoints its window
+            # chunks anyway (dermoscopy.checkpoint_windows, on by default).
+            "grad_checkpointing": True,
+        },
     },
     "remixformer_small": {
         "clinical": {

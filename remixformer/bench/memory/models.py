@@ -92,7 +92,13 @@ class BenchModel:
 MODELS: dict[str, BenchModel] = {
     m.key: m
     for m in (
-        BenchModel("ours_c", "Ours-C", "remixformer_paper C: photo S^2, global copy 384^2, crops 224^2", "C"),
+        BenchModel(
+            "ours_c",
+            "Ours-C",
+            "remixformer_paper C: photo S^2, global copy 384^2, crops 224^2",
+            "C",
+            {"grad_checkpointing": False},  # Table IX's plain branch (the preset checkpoints its blocks)
+        ),
         BenchModel("ours_d", "Ours-D", "remixformer_paper D: 256^2 windows, HRWE, checkpointed chunks", "D"),
         BenchModel("vit_s16", "ViT-S/16", "timm ViT-S/16 at img_size=S", "vit_small_patch16_224"),
         BenchModel(
