@@ -35,8 +35,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "window_rule": "fixed",
             # Activation checkpointing of the CLS-Swin blocks, so that the paper's per-device batch fits a
             # 32 GB GPU. Measured on one H200 before this default (CDM, 896^2 photo, 1024^2 dermoscopy,
-            # 16-mixed, SGD): batch 64 peaked at 39.6 GiB without it and 11.1 GiB with it (3.99 s vs
-            # 3.42 s per step); batch 8: 6.6 GiB, batch 16: 11.3 GiB (docs/benchmarks.md). Off:
+            # 16-mixed, SGD): batch 64 peaked at 39.6 GiB without it and 11.1 GiB with it (3.99 s with it vs
+            # 3.42 s without, per step); batch 8: 6.6 GiB, batch 16: 11.3 GiB (docs/benchmarks.md). Off:
             # model.clinical.grad_checkpointing=false. The dermoscopy branch checkpoints its window
             # chunks anyway (dermoscopy.checkpoint_windows, on by default).
             "grad_checkpointing": True,
