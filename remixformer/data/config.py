@@ -46,7 +46,7 @@ class DataConfig:
     seed: int = 0  # folds, validation carve-out, augmentation and remix draws
     include_leaky_fields: list[str] = field(default_factory=list)  # e.g. ["management"]; named in reports
     exclude_fields: list[str] = field(default_factory=list)  # metadata fields to leave out of the inputs
-    augment: Literal["paper", "light", "none"] = "paper"  # training augmentation (transforms.py)
+    augment: Literal["paper", "light", "flips", "none"] = "paper"  # training augmentation (transforms.py)
     remix: bool = True  # training only: borrow a missing image from a same-diagnosis training case
     remix_modalities: str = "CD"  # which missing modalities remix may borrow (letters of C, D, M)
     skip_bad_cases: bool = (
@@ -61,11 +61,18 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers
     cache_images: bool = False  # keep decoded images resized to the model size in memory (small CPU runs)
     attributes: bool = True  # ISIC 2017/2018: add the dermoscopic-attribute task when its labels are found
+    # tasks to train and evaluate, by name (None: every task the data set has; "diag" is always kept). A
+    # model should not be asked for what its inputs cannot show: on the synthetic set a photo-only model
+    # trained on the seven dermoscopy attributes as well did not learn the diagnosis (docs/synthetic.md)
+    tasks: list[str] | None = None
     monet: bool = True  # MILK10k: the seven MONET concept scores of each image as metadata
     synthetic_cases: int = 600  # synthetic: cases to generate when root holds no data set yet
     synthetic_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.tasks is not None:
+            if len(set(self.tasks)) != len(self.tasks):
+                raise ValueError(f"data.tasks names a task twice: {self.tasks}")
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
         if not 0 <= self.fold < self.n_folds:

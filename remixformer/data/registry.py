@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from remixformer.data.cases import CaseTable
@@ -12,6 +12,7 @@ from remixformer.data.config import DATASET_NAMES, DEFAULT_MAX_IMAGE_PIXELS, Dat
 from remixformer.data.datasets import derm7pt, isic, manifest, milk10k, pad_ufes, synthetic
 from remixformer.data.images import BadImageError, missing_file_reason, verify_image
 from remixformer.modalities import modality_names
+from remixformer.tasks import DIAG
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,21 @@ def apply_file_policy(table: CaseTable, cfg: DataConfig, modalities: str = "CDM"
     return out
 
 
+def select_tasks(table: CaseTable, names: Sequence[str] | None) -> CaseTable:
+    """The table with only the tasks ``names`` (``data.tasks``; None: all), in the data set's order.
+    The diagnosis is always kept; a name the data set lacks raises a ValueError naming the valid ones."""
+    if names is None:
+        return table
+    have = [t.name for t in table.tasks]
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise ValueError(f"data.tasks: {table.name} has no task {unknown}; its tasks are {have}")
+    keep = {DIAG, *names}
+    tasks = tuple(t for t in table.tasks if t.name in keep)
+    cases = [replace(c, targets={k: v for k, v in c.targets.items() if k in keep}) for c in table.cases]
+    return replace(table, cases=cases, tasks=tasks)
+
+
 def load_dataset(cfg: DataConfig, modalities: str = "CDM") -> CaseTable:
     """Load the data set ``cfg`` names, check its image files and apply the bad-case policy.
 
@@ -177,7 +193,7 @@ def load_dataset(cfg: DataConfig, modalities: str = "CDM") -> CaseTable:
     ``modalities``: the letters the model reads; images of the other modalities are not checked (a
     metadata-only model, ``"M"``, needs no image file at all).
     """
-    table = load_cases(cfg)
+    table = select_tasks(load_cases(cfg), cfg.tasks)
     for note in table.notes:
         log.info("%s: %s", table.name, note)
     if cfg.check_images is not None:

@@ -55,15 +55,16 @@ def _finish() -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
 
 
-AUGMENT_POLICIES = ("paper", "light", "none")
+AUGMENT_POLICIES = ("paper", "light", "flips", "none")
 
 
 def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.Compose:
     """PIL image or uint8 ``(3, H, W)`` tensor -> float ``(3, size, size)``, ImageNet-normalised.
 
     ``policy`` (training only): ``paper`` (section IV-B, the default); ``light``: flips, rotations by
-    multiples of 90 degrees and the colour jitter, no resampling, so 1-pixel detail survives (useful
-    on the synthetic set); ``none``: as evaluation.
+    multiples of 90 degrees and the colour jitter, no resampling, so 1-pixel detail survives; ``flips``:
+    the same without the colour jitter, so a lesion's colour survives too (the synthetic set, whose
+    clinical cue is partly the lesion's colour: docs/synthetic.md); ``none``: as evaluation.
     """
     if size <= 0:
         raise ValueError(f"image size must be positive, got {size}")
@@ -71,7 +72,7 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
         raise ValueError(f"augmentation policy must be one of {list(AUGMENT_POLICIES)}, got {policy!r}")
     if not train or policy == "none":
         return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_finish()])
-    if policy == "light":
+    if policy in ("light", "flips"):
         return v2.Compose(
             [
                 v2.ToImage(),
@@ -79,7 +80,11 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
                 v2.RandomHorizontalFlip(0.5),
                 v2.RandomVerticalFlip(0.5),
                 RandomRotationSteps(90, 270),
-                v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
+                *(
+                    []
+                    if policy == "flips"
+                    else [v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER)]
+                ),
                 *_finish(),
             ]
         )

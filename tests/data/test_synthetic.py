@@ -145,3 +145,59 @@ def test_synth_command(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "wrote 12 cases to" in out and (tmp_path / "s" / "manifest.csv").is_file()
+
+
+def test_lesion_colour_follows_its_latents():
+    """Version 3: the lesion's colour carries the class at the lesion's scale (darker, redder)."""
+    rng = np.random.default_rng(0)
+    base = synthetic.lesion_colour(rng, 0.0, 0.0)
+    dark = synthetic.lesion_colour(rng, 0.0, 2.0)
+    red = synthetic.lesion_colour(rng, 1.5, 0.0)
+    grey = synthetic.lesion_colour(rng, -2.0, 0.0)
+    assert dark.sum() < base.sum() - 100  # 32 % darker
+    assert red[0] - red[1] > base[0] - base[1] + 40  # redder
+    assert np.ptp(grey) < 0.6 * np.ptp(base)  # a negative redness turns it greyer
+    # the photo shows that colour inside the lesion (the latents and the drawing agree)
+    colour = np.array([90.0, 40.0, 35.0], dtype=np.float32)
+    img, (cx, cy, r) = synthetic.render_clinical(rng, 128, 0, colour)
+    yy, xx = np.mgrid[0:128, 0:128]
+    inside = (xx - cx) ** 2 + (yy - cy) ** 2 < (0.5 * r) ** 2
+    assert np.abs(img[inside].mean(axis=0) - colour).max() < 25
+    assert 30 * 0.5 <= r <= 42 * 0.5 and r <= cx <= 128 - r and r <= cy <= 128 - r
+
+
+def test_latents_and_version_are_written(syn):
+    lat = pd.read_csv(syn / "latents.csv", keep_default_na=False)
+    assert {"clinical_pattern", "redness", "darkness", "lesions"} <= set(lat.columns)
+    import json
+
+    assert json.loads((syn / "synthetic.json").read_text())["version"] == synthetic.VERSION == 3
+
+
+def test_a_set_of_another_version_loads_with_a_warning(syn, tmp_path, caplog):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(syn, old)
+    info = json.loads((old / "synthetic.json").read_text())
+    (old / "synthetic.json").write_text(json.dumps({**info, "version": 2}))
+    cfg = {"dataset": "synthetic", "root": str(old), "synthetic_cases": 24, "synthetic_seed": 3}
+    with caplog.at_level("WARNING"):
+        t = load_dataset(from_dict(DataConfig, cfg))
+    assert len(t) == 24 and "'version': 2" in caplog.text and "using it as it is" in caplog.text
+
+
+def test_data_tasks_keeps_the_named_tasks(syn):
+    cfg = {"dataset": "synthetic", "root": str(syn), "synthetic_cases": 24, "synthetic_seed": 3}
+    full = load_dataset(from_dict(DataConfig, cfg))
+    assert [t.name for t in full.tasks] == ["diag", *synthetic.ATTRIBUTE_TASKS]
+    only = load_dataset(from_dict(DataConfig, {**cfg, "tasks": ["diag"]}))
+    assert [t.name for t in only.tasks] == ["diag"] and all(set(c.targets) == {"diag"} for c in only.cases)
+    assert np.array_equal(only.labels(), full.labels())
+    two = load_dataset(from_dict(DataConfig, {**cfg, "tasks": ["pn"]}))  # diag is always kept
+    assert [t.name for t in two.tasks] == ["diag", "pn"]
+    with pytest.raises(ValueError, match=r"no task \['veil'\]; its tasks are \['diag', 'pn'"):
+        load_dataset(from_dict(DataConfig, {**cfg, "tasks": ["diag", "veil"]}))
+    with pytest.raises(ValueError, match="names a task twice"):
+        from_dict(DataConfig, {**cfg, "tasks": ["pn", "pn"]})

@@ -99,3 +99,20 @@ def test_light_policy_keeps_pixels_on_the_grid():
     assert torch.equal(build_image_transform(8, True, "none")(x), build_image_transform(8, False)(x))
     with pytest.raises(ValueError, match="augmentation policy"):
         build_image_transform(8, True, "heavy")
+
+
+def test_flips_policy_is_light_without_the_colour_jitter():
+    light = [type(t).__name__ for t in build_image_transform(8, True, "light").transforms]
+    flips = [type(t).__name__ for t in build_image_transform(8, True, "flips").transforms]
+    assert "ColorJitter" in light and flips == [n for n in light if n != "ColorJitter"]
+    # every pixel keeps its colour: a flipped or turned copy of the evaluation tensor
+    x = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
+    ref = build_image_transform(8, False)(x)
+    variants = [ref]
+    for k in range(4):
+        variants += [torch.rot90(ref, k, (-2, -1)), torch.rot90(ref.flip(-1), k, (-2, -1))]
+    tf = build_image_transform(8, True, "flips")
+    torch.manual_seed(0)
+    for _ in range(20):
+        y = tf(x)
+        assert any(torch.equal(y, v) for v in variants)

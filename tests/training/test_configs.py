@@ -78,7 +78,8 @@ def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
         assert demo.train.weight_decay == shipped.train.weight_decay
         assert demo.train.batch_size == shipped.train.batch_size
         assert demo.model.preset == shipped.model.preset
-        assert demo.data.augment == shipped.data.augment
+        assert demo.data.augment == shipped.data.augment == "flips"
+        assert demo.data.tasks == shipped.data.tasks == ["diag"]
 
 
 def _pretrain_exports() -> dict[str, tuple[str, str]]:

@@ -3,10 +3,11 @@
 Designed as a fair small test of the paper's ideas (docs/synthetic.md has the design and the measured
 difficulty). Five diagnoses, each seen through three partial views:
 
-- **clinical photo** (256^2): skin tone, lighting gradient, hair, distractor spots and a small lesion
-  (radius 18-26 px) at a random place. Its *micro-pattern* (smooth / grain / points) is a zero-sum
-  texture on the 2x2 pixel grid: a 2x downsampled copy of the photo loses it, a full-resolution crop
-  around the lesion shows it (what the LSM zoom is for). A weak low-resolution cue (redness) remains.
+- **clinical photo** (256^2): skin tone, lighting gradient, hair, distractor spots of random colours and
+  the lesion (radius 30-42 px) at a random place. Its *colour* (darkness, redness) carries the class at
+  the lesion's scale, visible in the shrunk global view (version 3). Its *micro-pattern* (smooth /
+  grain / points) is a zero-sum texture on the 2x2 pixel grid: a 2x downsampled copy of the photo
+  loses it, a full-resolution crop on the lesion shows it (what the LSM zoom is for).
 - **dermoscopy image** (256^2): seven checklist-like attributes drawn as 1-px structures (network,
   dots/globules, streaks, veil speckle, vessels, regression peppering, pigment speckle) and high-pass
   filtered, so that shrinking the image to 64^2 erases them (what high-resolution windows are for).
@@ -25,6 +26,7 @@ module this package replaced.
 
 from remixformer.data.datasets.synthetic.clinical import (
     _micro_texture,
+    lesion_colour,
     render_clinical,
 )
 from remixformer.data.datasets.synthetic.dermoscopy import (
@@ -37,6 +39,7 @@ from remixformer.data.datasets.synthetic.design import (
     ATTRIBUTE_CLASSES,
     ATTRIBUTE_TASKS,
     CLASSES,
+    DARKNESS_MEAN,
     ELEVATIONS,
     LESION_RADIUS,
     LOCATIONS,
@@ -102,6 +105,7 @@ __all__ = [
     "P_PRESENT",
     "P_SECOND_CASE",
     "P_SECOND_CLINICAL",
+    "DARKNESS_MEAN",
     "REDNESS_MEAN",
     "SCHEMA",
     "SPLIT_SHARES",
@@ -112,6 +116,7 @@ __all__ = [
     "generate",
     "load",
     "read_lesions",
+    "lesion_colour",
     "render_clinical",
     "render_dermoscopy",
     "sample_latents",

@@ -30,10 +30,31 @@ def _micro_texture(rng: np.random.Generator, shape: tuple[int, int], pattern: in
     return np.kron(amp, checker)[:h, :w]
 
 
+LESION_BASE = np.array([150.0, 100.0, 78.0], dtype=np.float32)  # a mid brown, RGB
+RED = np.array([1.0, -0.45, -0.35], dtype=np.float32)  # direction of "redder" in RGB
+
+
+def lesion_colour(rng: np.random.Generator, redness: float, darkness: float) -> np.ndarray:
+    """The lesion's RGB colour from its two colour latents (version 3): darkness scales a brown (16 % of
+    it per unit); a positive redness adds 26 units of red per unit, a negative one turns the brown
+    greyer (30 % of the way to grey per unit, at most 90 %); a little colour noise on top."""
+    colour = LESION_BASE * float(np.clip(0.78 - 0.16 * darkness, 0.25, 1.3))
+    if redness >= 0:
+        colour = colour + 26.0 * redness * RED
+    else:
+        t = min(0.9, -0.3 * redness)
+        colour = (1 - t) * colour + t * colour.mean()
+    return (colour + rng.normal(0, 4, 3)).astype(np.float32)
+
+
 def render_clinical(
-    rng: np.random.Generator, size: int, pattern: int, redness: float, lesion_color: np.ndarray
+    rng: np.random.Generator, size: int, pattern: int, lesion_color: np.ndarray
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """One clinical photo; returns (uint8 (size, size, 3), lesion (cx, cy, radius))."""
+    """One clinical photo; returns (uint8 (size, size, 3), lesion (cx, cy, radius)).
+
+    The lesion is the largest spot, drawn in ``lesion_color`` (which carries the class at the lesion's
+    scale) with its micro-pattern (which only a full-resolution view shows); smaller, fainter distractor
+    spots take colours of their own, drawn independently of the class."""
     s = size / 256.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     tone = rng.uniform(0.0, 1.0)
@@ -48,7 +69,7 @@ def render_clinical(
     img *= light[:, :, None]
 
     r = rng.uniform(*LESION_RADIUS) * s
-    margin = 40 * s
+    margin = max(40.0, r / s + 4.0) * s  # the lesion lies inside the photo
     cx, cy = rng.uniform(margin, size - margin, 2)
     for _ in range(int(rng.integers(3, 9))):  # distractor spots: smaller, smooth, no micro-pattern
         sx, sy = rng.uniform(0, size, 2)
@@ -59,14 +80,14 @@ def render_clinical(
         x1, x2 = max(0, int(sx - rs - 3)), min(size, int(sx + rs + 4))
         d = np.sqrt((xx[y1:y2, x1:x2] - sx) ** 2 + (yy[y1:y2, x1:x2] - sy) ** 2)
         a = (np.clip((rs - d) / 1.2 + 0.5, 0.0, 1.0) * rng.uniform(0.25, 0.6))[:, :, None]
-        img[y1:y2, x1:x2] = img[y1:y2, x1:x2] * (1 - a) + a * (lesion_color * rng.uniform(0.8, 1.2))
+        spot = lesion_colour(rng, rng.normal(0.2, 1.2), rng.normal(0.0, 1.2))  # independent of the class
+        img[y1:y2, x1:x2] = img[y1:y2, x1:x2] * (1 - a) + a * spot
 
     ratio, theta = rng.uniform(0.75, 1.0), rng.uniform(0, np.pi)
     u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
     v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / ratio
     mask = np.clip((r - np.sqrt(u**2 + v**2)) / 1.5 + 0.5, 0.0, 1.0)[:, :, None]
-    color = lesion_color + 16.0 * redness * np.array([1.0, -0.45, -0.35], dtype=np.float32)
-    color = color * (1 + 0.06 * _smooth_noise(rng, (size, size), 3 * s))[:, :, None]
+    color = lesion_color * (1 + 0.06 * _smooth_noise(rng, (size, size), 3 * s))[:, :, None]
     img = img * (1 - 0.9 * mask) + 0.9 * mask * color
     texture = _micro_texture(rng, (size, size), pattern)
     img += (

@@ -11,7 +11,10 @@ from remixformer.schema import AGE_BINS, AGE_RANGE, MetadataSchema, boolean, cat
 from remixformer.tasks import DIAG
 
 NAME = "synthetic"
-VERSION = 2  # bump when the generator's output changes (2: clinical lesion radius 18-26 px, was 10-15)
+# Bump when the generator's output changes. 2: clinical lesion radius 18-26 px (was 10-15). 3: the lesion's
+# colour carries the class at the lesion's scale (darkness and redness, visible in the shrunk global view),
+# distractor spots take a colour of their own (docs/synthetic.md, "Version 3").
+VERSION = 3
 CLASSES = ("BCC", "NEV", "MEL", "MISC", "SK")
 PRIOR = np.array([0.18, 0.28, 0.24, 0.14, 0.16])
 
@@ -26,8 +29,12 @@ P_PATTERN = np.array(
         [0.08, 0.86, 0.06],  # SK
     ]
 )
-REDNESS_MEAN = np.array([0.8, 0.0, 0.2, 0.6, 0.0])  # low-resolution cue, N(mean, 1)
-LESION_RADIUS = (18.0, 26.0)  # clinical lesion radius in pixels of a 256^2 photo, uniform
+# Lesion-scale colour cues, each N(mean, 1), visible at any resolution (version 3; version 2 had a weaker
+# redness only, means 0.8, 0, 0.2, 0.6, 0, and no darkness): how dark and how red the lesion is.
+REDNESS_MEAN = np.array([1.1, -0.5, 0.1, 0.9, -0.6])
+DARKNESS_MEAN = np.array([-0.9, 0.0, 1.0, -0.4, 0.5])
+# Clinical lesion radius in pixels of a 256^2 photo, uniform (version 2: 18-26; version 1: 10-15).
+LESION_RADIUS = (30.0, 42.0)
 
 # Dermoscopy attributes (Derm7pt-like names). pn has three classes, the others ABS/PRS.
 ATTRIBUTE_TASKS = ("pn", "bwv", "vs", "pig", "str", "dag", "rs")
@@ -102,6 +109,7 @@ class Latents:
     diag: np.ndarray  # (N,) class index
     pattern: np.ndarray  # (N,) clinical micro-pattern index
     redness: np.ndarray  # (N,) float
+    darkness: np.ndarray  # (N,) float
     attributes: np.ndarray  # (N, 7): pn in {0, 1, 2}, the others in {0, 1}
     age: np.ndarray  # (N,) float years
     male: np.ndarray  # (N,) bool
@@ -134,4 +142,7 @@ def sample_latents(rng: np.random.Generator, n: int, diag: np.ndarray | None = N
     blank = rng.random((n, len(META_FIELDS))) < P_BLANK
     no_c = rng.random(n) < P_NO_CLINICAL
     no_d = (rng.random(n) < P_NO_DERMOSCOPY) & ~no_c  # every case keeps at least one image
-    return Latents(y, pattern, redness, attrs, age, male, location, elevation, changed, blank, ~no_c, ~no_d)
+    darkness = rng.normal(DARKNESS_MEAN[y], 1.0)  # version 3
+    return Latents(
+        y, pattern, redness, darkness, attrs, age, male, location, elevation, changed, blank, ~no_c, ~no_d
+    )

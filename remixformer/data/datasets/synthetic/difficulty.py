@@ -9,6 +9,7 @@ from remixformer.data.datasets.synthetic.design import (
     AGE_SD,
     ATTRIBUTE_TASKS,
     CLASSES,
+    DARKNESS_MEAN,
     P_CHANGED,
     P_ELEVATION,
     P_LOCATION,
@@ -29,12 +30,14 @@ from remixformer.schema import AGE_BINS
 
 def _modality_loglik(lat: Latents) -> dict[str, np.ndarray]:
     """Per-case log-likelihood of every class, per modality, of what a perfect reader of that modality
-    sees: clinical pattern + redness; the seven attributes; the binned metadata (blanks contribute 0)."""
+    sees: clinical pattern, redness and darkness; the seven attributes; the binned metadata (blanks
+    contribute 0)."""
     from scipy.stats import norm
 
     n = len(lat.diag)
     out = {}
     lc = np.log(P_PATTERN[:, lat.pattern].T) + norm.logpdf(lat.redness[:, None], REDNESS_MEAN[None, :], 1.0)
+    lc = lc + norm.logpdf(lat.darkness[:, None], DARKNESS_MEAN[None, :], 1.0)
     out["C"] = np.where(lat.has_clinical[:, None], lc, 0.0)
     ld = np.log(P_PN[:, lat.attributes[:, 0]].T)
     for k in range(1, len(ATTRIBUTE_TASKS)):

@@ -18,7 +18,7 @@ from PIL import Image
 from remixformer.data.cases import CaseTable
 from remixformer.data.config import DataConfig
 from remixformer.data.datasets.manifest import load_manifest
-from remixformer.data.datasets.synthetic.clinical import render_clinical
+from remixformer.data.datasets.synthetic.clinical import lesion_colour, render_clinical
 from remixformer.data.datasets.synthetic.dermoscopy import render_dermoscopy
 from remixformer.data.datasets.synthetic.design import (
     ATTRIBUTE_CLASSES,
@@ -64,19 +64,19 @@ def _assign_patients(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.n
 
 def _render_case(args: tuple) -> dict[str, Any]:
     seed, i, case_id, lat, out, clinical_size, dermoscopy_size = args
-    rng = _case_rng(seed, i, 1)
+    rng = _case_rng(seed, i, 1)  # the photos; the dermoscopy image has a stream of its own
     row: dict[str, Any] = {"clinical": [], "dermoscopy": [], "lesions": []}
-    lesion_color = (np.array([120, 78, 58]) * rng.uniform(0.55, 1.1) + rng.normal(0, 6, 3)).astype(np.float32)
     if lat["has_clinical"]:
+        lesion_color = lesion_colour(rng, lat["redness"], lat["darkness"])
         n_photos = 2 if rng.random() < P_SECOND_CLINICAL else 1
         for k in range(n_photos):
-            arr, lesion = render_clinical(rng, clinical_size, lat["pattern"], lat["redness"], lesion_color)
+            arr, lesion = render_clinical(rng, clinical_size, lat["pattern"], lesion_color)
             rel = f"clinical/{case_id}_{k}.png"
             Image.fromarray(arr).save(out / rel, compress_level=1)
             row["clinical"].append(rel)
             row["lesions"].append(lesion)
     if lat["has_dermoscopy"]:
-        arr = render_dermoscopy(rng, dermoscopy_size, lat["attributes"])
+        arr = render_dermoscopy(_case_rng(seed, i, 2), dermoscopy_size, lat["attributes"])
         rel = f"dermoscopy/{case_id}.png"
         Image.fromarray(arr).save(out / rel, compress_level=1)
         row["dermoscopy"].append(rel)
@@ -148,6 +148,7 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
                 "has_dermoscopy": bool(lat.has_dermoscopy[i]),
                 "pattern": int(lat.pattern[i]),
                 "redness": float(lat.redness[i]),
+                "darkness": float(lat.darkness[i]),
                 "attributes": lat.attributes[i],
             },
             out,
@@ -191,6 +192,7 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
                 "case_id": case_ids[i],
                 "clinical_pattern": PATTERNS[lat.pattern[i]],
                 "redness": round(float(lat.redness[i]), 4),
+                "darkness": round(float(lat.darkness[i]), 4),
                 "lesions": ";".join(f"{x:.1f},{y:.1f},{r:.1f}" for x, y, r in rend["lesions"]),
             }
         )
