@@ -73,6 +73,11 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
     if not train or policy == "none":
         return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_finish()])
     if policy in ("light", "flips"):
+        jitter = (
+            []
+            if policy == "flips"
+            else [v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER)]
+        )
         return v2.Compose(
             [
                 v2.ToImage(),
@@ -80,11 +85,7 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
                 v2.RandomHorizontalFlip(0.5),
                 v2.RandomVerticalFlip(0.5),
                 RandomRotationSteps(90, 270),
-                *(
-                    []
-                    if policy == "flips"
-                    else [v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER)]
-                ),
+                *jitter,
                 *_finish(),
             ]
         )
