@@ -39,7 +39,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import re
 import socket
 import statistics
@@ -62,21 +61,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import CLASSES, SCHEMA, machine  # noqa: E402
 from remixformer import create_model, keys  # noqa: E402
 from remixformer.data.images import load_image  # noqa: E402
 from remixformer.data.transforms import build_image_transform  # noqa: E402
 from remixformer.models.remixformer import BRANCH_KEYS  # noqa: E402
-from remixformer.schema import AGE_BINS, MetadataSchema, categorical, numeric  # noqa: E402
 from remixformer.training.module import task_losses  # noqa: E402
 
-CLASSES = ["BCC", "NEV", "MEL", "MISC", "SK"]
-SCHEMA = MetadataSchema(
-    [
-        numeric("age", AGE_BINS),
-        categorical("sex", ["female", "male"]),
-        categorical("location", ["head_neck", "trunk", "upper_limbs", "lower_limbs", "acral"]),
-    ]
-)
 PRECISIONS = ("fp32", "16-mixed", "bf16-mixed")
 INFER_PRECISIONS = ("fp32", "bf16")
 SDPA_BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
@@ -755,15 +746,13 @@ def environment(s: Settings) -> dict[str, Any]:
 
     env: dict[str, Any] = {
         "device": s.device,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "cuda": torch.version.cuda,
-        "cpu_count": os.cpu_count(),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "gpu": None,
+        **machine(
+            timm=timm.__version__,
+            lightning=lightning.__version__,
+            cuda=torch.version.cuda,
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            gpu=None,
+        ),
     }
     if s.cuda:
         props = torch.cuda.get_device_properties(0)

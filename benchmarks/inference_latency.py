@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,29 +36,10 @@ sys.path.insert(0, str(ROOT))  # the checkout's package, whether or not it is in
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.common import CLASSES, SCHEMA, load_average, machine, percentiles  # noqa: E402
 from remixformer import create_model  # noqa: E402
 from remixformer.models.graph import InferenceGraph  # noqa: E402
-from remixformer.schema import AGE_BINS, MetadataSchema, categorical, numeric  # noqa: E402
 from remixformer.serving.onnx_export import OnnxModel, export_onnx, parity_check, random_inputs  # noqa: E402
-
-CLASSES = ["BCC", "NEV", "MEL", "MISC", "SK"]
-SCHEMA = MetadataSchema(
-    [
-        numeric("age", AGE_BINS),
-        categorical("sex", ["female", "male"]),
-        categorical("location", ["head_neck", "trunk", "upper_limbs", "lower_limbs", "acral"]),
-    ]
-)
-
-
-def percentiles(times: list[float]) -> dict[str, float]:
-    a = np.asarray(times) * 1000.0
-    return {
-        "p50_ms": round(float(np.percentile(a, 50)), 3),
-        "p95_ms": round(float(np.percentile(a, 95)), 3),
-        "min_ms": round(float(a.min()), 3),
-        "n": len(times),
-    }
 
 
 def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -205,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--threads: expected positive counts, got {args.threads}")
 
     threads_before = torch.get_num_threads()
-    load_before = os.getloadavg()
+    load_before = load_average()
     start = time.perf_counter()
     results: dict[str, dict] = {}
     try:
@@ -218,15 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, ratios)
     report = {
         "benchmark": "inference_latency",
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "onnxruntime": __import__("onnxruntime").__version__,
-            "cpu_count": os.cpu_count(),
-            "load_average_1_5_15_min_before": [round(x, 2) for x in load_before],
-            "load_average_1_5_15_min_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(
+            onnxruntime=__import__("onnxruntime").__version__,
+            load_average_1_5_15_min_before=load_before,
+            load_average_1_5_15_min_after=load_average(),
+        ),
         "settings": {
             "threads": args.threads,
             "repeats": args.repeats,

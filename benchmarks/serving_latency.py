@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -43,22 +41,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import CLASSES, load_average, machine, percentiles  # noqa: E402
+from benchmarks.common import SCHEMA as COMMON_SCHEMA  # noqa: E402
 from remixformer import create_model  # noqa: E402
 from remixformer.models.checkpoint import save_model  # noqa: E402
-from remixformer.schema import AGE_BINS, MetadataSchema, boolean, categorical, numeric  # noqa: E402
+from remixformer.schema import MetadataSchema, boolean  # noqa: E402
 from remixformer.serving import Predictor  # noqa: E402
 from remixformer.serving.app import create_app  # noqa: E402
 from remixformer.serving.batch import score_manifest  # noqa: E402
 
-CLASSES = ["BCC", "NEV", "MEL", "MISC", "SK"]
-SCHEMA = MetadataSchema(
-    [
-        numeric("age", AGE_BINS),
-        categorical("sex", ["female", "male"]),
-        categorical("location", ["head_neck", "trunk", "upper_limbs", "lower_limbs", "acral"]),
-        boolean("changed"),
-    ]
-)
+SCHEMA = MetadataSchema([*COMMON_SCHEMA.fields, boolean("changed")])  # the shared fields and "changed"
 METADATA = {"age": "57", "sex": "female", "location": "trunk", "changed": "yes"}
 PHOTO_SIZE = (1200, 900)
 DERM_SIZE = (1024, 1024)
@@ -77,17 +69,6 @@ def jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def percentiles(times: list[float]) -> dict[str, float]:
-    a = np.asarray(times) * 1000.0
-    return {
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "mean_ms": float(a.mean()),
-        "min_ms": float(a.min()),
-        "n": len(times),
-    }
 
 
 def timed_interleaved(paths: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -260,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads
     torch.set_num_threads(threads)
-    load_before = os.getloadavg()
+    load_before = load_average()
     plan = (
         [("tiny", 5, 8, 4)]
         if args.quick
@@ -285,16 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, rat)
     report = {
         "benchmark": "serving_latency",
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": threads,
-            "device": "cpu",
-            "load_average_1_5_15_min_before": [round(x, 2) for x in load_before],
-            "load_average_1_5_15_min_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(
+            torch_threads=threads,
+            device="cpu",
+            load_average_1_5_15_min_before=load_before,
+            load_average_1_5_15_min_after=load_average(),
+        ),
         "case": {"photo": list(PHOTO_SIZE), "dermoscopy": list(DERM_SIZE), "metadata": METADATA},
         "settings": {"warmup": args.warmup, "quick": args.quick},
         "presets": results,
