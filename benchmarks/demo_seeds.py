@@ -2,6 +2,7 @@
 ~87 test cases.
 
     python benchmarks/demo_seeds.py --seeds 0 1 2 --out demo_seeds     # ~8 min per seed on 2 cores
+    python benchmarks/demo_seeds.py --out demo_bs16 --set train.batch_size=16 --json bs16.json  # a variant
 
 Each seed is one ``remixformer demo --seed S --out OUT/seedS`` (its own synthetic set, split and model
 initialisation); a seed whose models are already trained there is only evaluated again, so the script
@@ -41,13 +42,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="demo_seeds", help="parent folder of the per-seed demo folders")
     p.add_argument("--cases", type=int, default=600)
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides applied to every demo model, e.g. train.batch_size=16 (use a fresh --out)",
+    )
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "demo_seeds.json"))
     args = p.parse_args(argv)
 
     per_seed = {}
     for seed in args.seeds:
         t = time.time()
-        res = run_demo(Path(args.out) / f"seed{seed}", cases=args.cases, epochs=args.epochs, seed=seed)
+        res = run_demo(
+            Path(args.out) / f"seed{seed}",
+            cases=args.cases,
+            epochs=args.epochs,
+            seed=seed,
+            overrides=args.set,
+        )
         per_seed[seed] = {
             "metrics": {m: {k: res["metrics"][m][k] for _, k in METRICS} for m in DEMO_MODALITIES},
             "lsm_hit_rate": {m: v["hit_rate"] for m, v in res.get("lsm_hit_rate", {}).items()},
@@ -75,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "cases": args.cases,
         "epochs": args.epochs,
+        "overrides": args.set,
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "per_seed": per_seed,
         "table": table,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ TABLE_COLUMNS = (  # the paper's Table XIV
 
 
 def demo_config(
-    out: Path, modalities: str, cases: int, epochs: int, seed: int, threads_hint: str = ""
+    out: Path, modalities: str, cases: int, epochs: int, seed: int, overrides: Sequence[str] = ()
 ) -> RunConfig:
-    """The run config of one demo model (the same as configs/synthetic/small_<modalities>.yaml)."""
+    """The run config of one demo model (the same as configs/synthetic/small_<modalities>.yaml), with
+    ``overrides`` (``key=value``, as on the command line) applied last: for measuring a change of the
+    recipe over several seeds (``benchmarks/demo_seeds.py --set``)."""
     return resolve(
         RunConfig,
         [],
@@ -67,6 +70,7 @@ def demo_config(
             "train.accelerator=cpu",
             "train.devices=1",
             "train.progress_bar=false",
+            *overrides,
         ],
     )
 
@@ -91,6 +95,7 @@ def run_demo(
     seed: int = 0,
     modalities: tuple[str, ...] = DEMO_MODALITIES,
     report=print,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Generate (once), train and evaluate every modality subset; write table.md, results.json and a
     modality comparison figure into ``out``. ``report`` receives one line per step."""
@@ -100,7 +105,7 @@ def run_demo(
     if not (data / "manifest.csv").exists():
         report(f"generating the synthetic set ({cases} cases) in {data} ...")
         generate(data, n_cases=cases, seed=seed, workers=2, overwrite=True)
-    first = demo_config(out, modalities[0], cases, epochs, seed)
+    first = demo_config(out, modalities[0], cases, epochs, seed, overrides)
     table = load_dataset(first.data)
     splits = splits_from_config(table, first.data)
     test = splits["test"]
@@ -115,7 +120,7 @@ def run_demo(
     params: dict[str, float] = {}
     lsm_rates: dict[str, dict[str, Any]] = {}
     for i, mods in enumerate(modalities, 1):
-        cfg = demo_config(out, mods, cases, epochs, seed)
+        cfg = demo_config(out, mods, cases, epochs, seed, overrides)
         run_dir = Path(cfg.output_dir) / cfg.name
         t = time.time()
         if (run_dir / "summary.json").exists():
@@ -181,6 +186,7 @@ def run_demo(
         "cases": cases,
         "epochs": epochs,
         "seed": seed,
+        "overrides": list(overrides),
         "seconds": round(time.time() - t0, 1),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from remixformer.config import resolve
+from remixformer.config import ConfigError, resolve
 from remixformer.models.registry import resolve_config
 from remixformer.pretrain.config import PretrainConfig
 from remixformer.training.config import RunConfig
@@ -56,7 +56,6 @@ def test_config_resolves_and_its_model_fits(path):
 
 
 def test_numbers_in_exponent_form_resolve_and_bad_numbers_name_the_field():
-    from remixformer.config import ConfigError
 
     # YAML 1.1 reads 5e-4 (no dot) as a string; the config still takes it as a number
     assert resolve(RunConfig, [], ["train.lr=5e-4"]).train.lr == pytest.approx(5e-4)
@@ -80,6 +79,19 @@ def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
         assert demo.model.preset == shipped.model.preset
         assert demo.data.augment == shipped.data.augment == "flips"
         assert demo.data.tasks == shipped.data.tasks == ["diag"]
+
+
+def test_demo_overrides_change_the_recipe_last_and_are_checked(tmp_path):
+    from remixformer.demo import demo_config
+
+    cfg = demo_config(
+        tmp_path, "C", 600, 12, 1, ["train.batch_size=16", "model.clinical.lsm_temperature=0.5"]
+    )
+    assert cfg.train.batch_size == 16 and cfg.seed == 1
+    assert cfg.train.lr == demo_config(tmp_path, "C", 600, 12, 1).train.lr  # the rest of the recipe kept
+    assert cfg.model.modalities == "C"
+    with pytest.raises(ConfigError, match="batch_sise"):
+        demo_config(tmp_path, "C", 600, 12, 1, ["train.batch_sise=16"])
 
 
 def _pretrain_exports() -> dict[str, tuple[str, str]]:
