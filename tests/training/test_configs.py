@@ -56,7 +56,6 @@ def test_config_resolves_and_its_model_fits(path):
 
 
 def test_numbers_in_exponent_form_resolve_and_bad_numbers_name_the_field():
-
     # YAML 1.1 reads 5e-4 (no dot) as a string; the config still takes it as a number
     assert resolve(RunConfig, [], ["train.lr=5e-4"]).train.lr == pytest.approx(5e-4)
     with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got 'fast'"):
@@ -84,11 +83,12 @@ def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
 def test_demo_overrides_change_the_recipe_last_and_are_checked(tmp_path):
     from remixformer.demo import demo_config
 
-    cfg = demo_config(
-        tmp_path, "C", 600, 12, 1, ["train.batch_size=16", "model.clinical.lsm_temperature=0.5"]
-    )
-    assert cfg.train.batch_size == 16 and cfg.seed == 1
-    assert cfg.train.lr == demo_config(tmp_path, "C", 600, 12, 1).train.lr  # the rest of the recipe kept
+    default = demo_config(tmp_path, "C", 600, 12, 1)
+    assert default.train.batch_size != 8 and "lsm_temperature" not in default.model.clinical
+    cfg = demo_config(tmp_path, "C", 600, 12, 1, ["train.batch_size=8", "model.clinical.lsm_temperature=0.5"])
+    assert cfg.train.batch_size == 8 and cfg.seed == 1
+    assert cfg.model.clinical["lsm_temperature"] == 0.5
+    assert cfg.train.lr == default.train.lr  # the rest of the recipe kept
     assert cfg.model.modalities == "C"
     with pytest.raises(ConfigError, match="batch_sise"):
         demo_config(tmp_path, "C", 600, 12, 1, ["train.batch_sise=16"])
