@@ -34,7 +34,7 @@ IGNORE_INDEX = -1  # single-label target value meaning "label unknown": ignored 
 # Keys of the model's output dict besides the per-task logits.
 LOGITS = "logits"  # dict task name -> logits (B, n_classes)
 EXPLAIN = "explain"  # dict of attention maps, only when forward(..., explain=True)
-AUX_LOGITS = "aux_logits"  # training only: {modality: (task logits of the present rows, row indices)}
+AUX_LOGITS = "aux_logits"  # training only: {head name: (task logits of the present rows, row indices)}
 
 # Keys of the explanation maps (``output[EXPLAIN]``), written by the branches and read by explain/ and
 # serving/. Each map has the batch first.

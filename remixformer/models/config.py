@@ -121,6 +121,16 @@ class FusionConfig:
     dim: int = 384
     num_heads: int = 8
     head_dropout: float = 0.0
+    # Not in the paper (0 = off): each branch's embedding gets its own linear task head, and this weight
+    # times their task losses is added to the training loss (training only; the fused heads answer). A
+    # multi-modal model trained on the fused loss alone lets its quickest branch carry it while the others
+    # stay weak, and can end below its best single modality (Wang et al. 2020, "What makes training
+    # multi-modal classification networks hard?"); docs/model.md
+    branch_supervision: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.branch_supervision < 0:
+            raise ValueError(f"fusion.branch_supervision must be >= 0, got {self.branch_supervision}")
 
 
 @dataclass

@@ -47,10 +47,18 @@ class RemixFormer(nn.Module):
         dims = {k: (b.out_dim, b.token_dim) for k, b in branches.items()}
         self.fusion = CrossModalityFusion(dims, config.fusion.dim, config.fusion.num_heads)
         self.heads = TaskHeads(config.fusion.dim, config.task_specs, config.fusion.head_dropout)
-        # deep supervision of the clinical global encoder's class token (training only; not in the paper)
+        # Training-only heads, not in the paper: deep supervision of the clinical global encoder's class
+        # token ("C", clinical.deep_supervision) and a head on each branch's embedding ("branch_C",
+        # "branch_D", "branch_M"; fusion.branch_supervision). Their losses are weighted by aux_weights.
         self.aux_heads = nn.ModuleDict()
+        self.aux_weights: dict[str, float] = {}
         if "C" in m and config.clinical.deep_supervision > 0:
             self.aux_heads["C"] = TaskHeads(branches["C"].global_encoder.num_features, config.task_specs)
+            self.aux_weights["C"] = config.clinical.deep_supervision
+        if len(m) > 1 and config.fusion.branch_supervision > 0:
+            for letter, branch in branches.items():
+                self.aux_heads[f"branch_{letter}"] = TaskHeads(branch.out_dim, config.task_specs)
+                self.aux_weights[f"branch_{letter}"] = config.fusion.branch_supervision
         self.load_reports: dict[str, Any] = {}
 
     @property
@@ -132,7 +140,7 @@ class RemixFormer(nn.Module):
         inputs, present, B = self._inputs(batch)
         outputs: dict[str, BranchOutput] = {}
         maps: dict[str, torch.Tensor] = {}
-        aux: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
+        aux: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}  # name: (logits, rows)
         for letter, x in inputs.items():
             rows = present[letter].nonzero().flatten()
             if rows.numel() == 0:
@@ -141,6 +149,8 @@ class RemixFormer(nn.Module):
             out = self.branches[letter](sub, explain=explain)
             if self.training and letter in self.aux_heads:
                 aux[letter] = (self.aux_heads[letter](out.aux["global_cls"]), rows)
+            if self.training and f"branch_{letter}" in self.aux_heads:
+                aux[f"branch_{letter}"] = (self.aux_heads[f"branch_{letter}"](out.embedding), rows)
             if rows.numel() != B:
                 out = BranchOutput(
                     _scatter(out.embedding, rows, B, 0.0),
@@ -155,7 +165,7 @@ class RemixFormer(nn.Module):
         present = {m: p if m in outputs else torch.zeros_like(p) for m, p in present.items()}
         fused, cmf_maps = self.fusion(outputs, present, explain=explain)
         result: dict[str, Any] = {keys.LOGITS: self.heads(fused)}
-        if aux:  # {letter: (logits of the present rows, their row indices)}
+        if aux:  # {head name: (logits of the present rows, their row indices)}; weights in aux_weights
             result[keys.AUX_LOGITS] = aux
         if explain:
             maps.update(cmf_maps)
@@ -163,7 +173,12 @@ class RemixFormer(nn.Module):
         return result
 
     def num_parameters(self, prefix: str = "") -> int:
-        return sum(p.numel() for n, p in self.named_parameters() if n.startswith(prefix))
+        """Parameters of the model that answers: the training-only heads (``aux_heads``) are left out."""
+        return sum(
+            p.numel()
+            for n, p in self.named_parameters()
+            if n.startswith(prefix) and not n.startswith("aux_heads.")
+        )
 
 
 def _scatter(x: torch.Tensor, rows: torch.Tensor, B: int, fill: float | None = None) -> torch.Tensor:

@@ -182,12 +182,13 @@ class RemixFormerModule(L.LightningModule):
             self.cfg.label_smoothing,
         )
         B = len(batch[keys.CASE_ID])
-        for letter, (logits, rows) in out.get(keys.AUX_LOGITS, {}).items():
-            # deep supervision (clinical.deep_supervision): the same task losses on a branch's own head
+        for name, (logits, rows) in out.get(keys.AUX_LOGITS, {}).items():
+            # deep supervision (clinical.deep_supervision) and branch supervision
+            # (fusion.branch_supervision): the same task losses on a training-only head
             targets = {k: v[rows] for k, v in batch[keys.TARGETS].items()}
             aux, _ = task_losses(logits, targets, self.tasks, self.class_weights, self.cfg.label_smoothing)
-            self.log(f"train/aux_{letter}_loss", aux.detach(), on_step=False, on_epoch=True, batch_size=B)
-            loss = loss + self.model.config.clinical.deep_supervision * aux
+            self.log(f"train/aux_{name}_loss", aux.detach(), on_step=False, on_epoch=True, batch_size=B)
+            loss = loss + self.model.aux_weights[name] * aux
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=B)
         for name, v in parts.items():
             self.log(f"train/{name}_loss", v, on_step=False, on_epoch=True, batch_size=B)
