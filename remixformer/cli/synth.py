@@ -21,6 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", required=True, help="output folder (must be absent or empty unless --overwrite)"
     )
     parser.add_argument("--cases", type=int, default=600, help="number of cases (default 600)")
+    parser.add_argument(
+        "--test-cases",
+        type=int,
+        default=0,
+        help="that many more cases, all in the test split, of new patients (a larger test split; the "
+        "first --cases cases do not change)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clinical-size", type=int, default=256)
     parser.add_argument("--dermoscopy-size", type=int, default=256)
@@ -45,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         dermoscopy_size=args.dermoscopy_size,
         workers=workers,
         overwrite=args.overwrite,
+        test_cases=args.test_cases,
     )
     took = time.perf_counter() - start
     import pandas as pd

@@ -68,6 +68,9 @@ class DataConfig:
     monet: bool = True  # MILK10k: the seven MONET concept scores of each image as metadata
     synthetic_cases: int = 600  # synthetic: cases to generate when root holds no data set yet
     synthetic_seed: int = 0
+    # synthetic: that many more test-only cases of new patients (a less noisy test split; the first
+    # synthetic_cases cases do not change; docs/synthetic.md)
+    synthetic_test_cases: int = 0
 
     def __post_init__(self) -> None:
         if self.tasks is not None:
@@ -88,3 +91,5 @@ class DataConfig:
         self.remix_modalities = parse_modalities(self.remix_modalities, "remix_modalities", allow_empty=True)
         if self.synthetic_cases < 10:
             raise ValueError(f"synthetic_cases must be at least 10, got {self.synthetic_cases}")
+        if self.synthetic_test_cases < 0:
+            raise ValueError(f"synthetic_test_cases must be >= 0, got {self.synthetic_test_cases}")

@@ -9,7 +9,7 @@ from remixformer.cli.main import main
 from remixformer.config import from_dict
 from remixformer.data import DataConfig, load_dataset
 from remixformer.data.datasets import synthetic
-from remixformer.data.splits import split_indices
+from remixformer.data.splits import split_indices, splits_from_config
 
 
 def _digest(root):
@@ -201,3 +201,29 @@ def test_data_tasks_keeps_the_named_tasks(syn):
         load_dataset(from_dict(DataConfig, {**cfg, "tasks": ["diag", "veil"]}))
     with pytest.raises(ValueError, match="names a task twice"):
         from_dict(DataConfig, {**cfg, "tasks": ["pn", "pn"]})
+
+
+def test_extra_test_cases_are_new_patients_in_the_test_split_and_change_nothing_else(syn, tmp_path):
+    import json
+
+    big = synthetic.generate(
+        tmp_path / "big", n_cases=24, seed=3, clinical_size=96, dermoscopy_size=96, test_cases=14
+    )
+    base = pd.read_csv(syn / "manifest.csv", keep_default_na=False, dtype=str)
+    both = pd.read_csv(big / "manifest.csv", keep_default_na=False, dtype=str)
+    assert len(both) == 38
+    pd.testing.assert_frame_equal(both.iloc[:24], base)  # the first 24 cases, split included, unchanged
+    extra = both.iloc[24:]
+    assert set(extra["split"]) == {"test"} and extra["case_id"].is_unique
+    assert not set(extra["patient_id"]) & set(base["patient_id"])
+    assert extra["diagnosis"].nunique() > 1  # drawn from the generator, not copies
+    digest, base_digest = _digest(big), _digest(syn)
+    assert all(digest[k] == v for k, v in base_digest.items() if k.startswith(("clinical/", "dermoscopy/")))
+    info = json.loads((big / "synthetic.json").read_text())
+    assert (info["n_cases"], info["test_cases"]) == (24, 14)
+    cfg = {"dataset": "synthetic", "root": str(big), "synthetic_cases": 24, "synthetic_seed": 3}
+    table_cfg = from_dict(DataConfig, {**cfg, "synthetic_test_cases": 14})
+    table = load_dataset(table_cfg)
+    assert len(splits_from_config(table, table_cfg)["test"]) == (base["split"] == "test").sum() + 14
+    with pytest.raises(ValueError, match="test_cases must be >= 0"):
+        synthetic.generate(tmp_path / "neg", n_cases=24, test_cases=-1)

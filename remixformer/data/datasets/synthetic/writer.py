@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from remixformer.data.datasets.synthetic.design import (
     SCHEMA,
     SPLIT_SHARES,
     VERSION,
+    Latents,
     _tasks_json,
     sample_latents,
 )
@@ -91,15 +93,21 @@ def generate(
     dermoscopy_size: int = 256,
     workers: int = 1,
     overwrite: bool = False,
+    test_cases: int = 0,
 ) -> Path:
     """Write the synthetic set (``manifest.csv``, ``schema.json``, ``latents.csv``, images) to ``out_dir``.
 
+    ``test_cases``: that many more cases, all in the test split, of new patients, drawn from a random
+    stream of their own: a larger test split for a comparison less noisy than the ~15 % of ``n_cases``
+    the split gives; the first ``n_cases`` cases (their split included) are the same with or without them.
     Deterministic for ``seed`` whatever ``workers`` is. The folder is written atomically (a temporary
     sibling, then renamed). Returns the folder.
     """
     out = Path(out_dir).expanduser()
     if n_cases < 10:
         raise ValueError(f"synthetic: n_cases must be at least 10, got {n_cases}")
+    if test_cases < 0:
+        raise ValueError(f"synthetic: test_cases must be >= 0, got {test_cases}")
     if min(clinical_size, dermoscopy_size) < 64:
         raise ValueError("synthetic: image sizes must be at least 64")
     if out.exists() and any(out.iterdir()):
@@ -110,7 +118,7 @@ def generate(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write(tmp, n_cases, seed, clinical_size, dermoscopy_size, workers)
+        _write(tmp, n_cases, seed, clinical_size, dermoscopy_size, workers, test_cases)
         if out.exists() and any(out.iterdir()):
             if not overwrite:  # another process wrote it meanwhile (same seed: the same files)
                 log.info("synthetic: %s appeared while generating; keeping it", out)
@@ -124,20 +132,37 @@ def generate(
     return out
 
 
-def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: int, workers: int) -> None:
+def _write(
+    out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: int, workers: int, test_cases: int = 0
+) -> None:
     (out / "clinical").mkdir()
     (out / "dermoscopy").mkdir()
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0, 0]))
     lat = sample_latents(rng, n)
     patient, patient_split = _assign_patients(rng, n)
+    width = len(str(n - 1))
+    case_ids = [f"syn{i:0{width}d}" for i in range(n)]
+    patient_ids = [f"pat{int(p):0{width}d}" for p in patient]
+    splits = [SPLIT_SHARES[int(patient_split[p])][0] for p in patient]
+    if test_cases:  # test-only cases of new patients, from a stream of their own (generate's docstring)
+        extra_rng = np.random.default_rng(np.random.SeedSequence([seed, 0, 1]))
+        extra = sample_latents(extra_rng, test_cases)
+        lat = Latents(
+            **{f.name: np.concatenate([getattr(lat, f.name), getattr(extra, f.name)]) for f in fields(lat)}
+        )
+        extra_patient = _assign_patients(extra_rng, test_cases)[0] + int(patient.max()) + 1
+        patient = np.concatenate([patient, extra_patient])
+        wide = len(str(n + test_cases - 1))
+        case_ids += [f"syn{i:0{wide}d}" for i in range(n, n + test_cases)]
+        patient_ids += [f"pat{int(p):0{wide}d}" for p in extra_patient]
+        splits += ["test"] * test_cases
     # A patient's age and sex are the patient's: later cases of a patient copy the first one's.
     first: dict[int, int] = {}
     for i, p in enumerate(patient):
         j = first.setdefault(int(p), i)
         lat.age[i], lat.male[i] = lat.age[j], lat.male[j]
         lat.blank[i, :2] = lat.blank[j, :2]
-    width = len(str(n - 1))
-    case_ids = [f"syn{i:0{width}d}" for i in range(n)]
+    n = len(case_ids)
     jobs = [
         (
             seed,
@@ -177,7 +202,7 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
                 meta[f] = ""
         row = {
             "case_id": case_ids[i],
-            "patient_id": f"pat{int(patient[i]):0{width}d}",
+            "patient_id": patient_ids[i],
             "diagnosis": CLASSES[lat.diag[i]],
             "clinical": ";".join(rend["clinical"]),
             "dermoscopy": ";".join(rend["dermoscopy"]),
@@ -185,7 +210,7 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
         }
         for k, t in enumerate(ATTRIBUTE_TASKS):
             row[t] = ATTRIBUTE_CLASSES[t][int(lat.attributes[i, k])]
-        row["split"] = SPLIT_SHARES[int(patient_split[patient[i]])][0]
+        row["split"] = splits[i]
         rows.append(row)
         latent_rows.append(
             {
@@ -208,7 +233,8 @@ def _write(out: Path, n: int, seed: int, clinical_size: int, dermoscopy_size: in
     info = {
         "generator": "remixformer.data.datasets.synthetic",
         "version": VERSION,
-        "n_cases": n,
+        "n_cases": n - test_cases,
+        "test_cases": test_cases,
         "seed": seed,
         "clinical_size": clinical_size,
         "dermoscopy_size": dermoscopy_size,
@@ -224,7 +250,7 @@ def load(cfg: DataConfig) -> CaseTable:
         log.info(
             "synthetic: generating %d cases (seed %d) in %s", cfg.synthetic_cases, cfg.synthetic_seed, root
         )
-        generate(root, cfg.synthetic_cases, cfg.synthetic_seed)
+        generate(root, cfg.synthetic_cases, cfg.synthetic_seed, test_cases=cfg.synthetic_test_cases)
     elif not info_path.is_file():
         raise ValueError(
             f"synthetic: {root} is not empty and holds no synthetic.json; point root at an empty folder "
@@ -232,8 +258,13 @@ def load(cfg: DataConfig) -> CaseTable:
         )
     else:
         info = json.loads(info_path.read_text())
-        want = {"n_cases": cfg.synthetic_cases, "seed": cfg.synthetic_seed, "version": VERSION}
-        have = {k: info.get(k) for k in want}
+        want = {
+            "n_cases": cfg.synthetic_cases,
+            "test_cases": cfg.synthetic_test_cases,
+            "seed": cfg.synthetic_seed,
+            "version": VERSION,
+        }
+        have = {k: info.get(k, 0 if k == "test_cases" else None) for k in want}
         if have != want:
             log.warning(
                 "synthetic: %s holds a set generated with %s, not the configured %s; using it as it is",
