@@ -13,6 +13,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out); reruns reuse it")
     p.add_argument("--cases", type=int, default=600, help="synthetic cases (default 600)")
+    p.add_argument(
+        "--test-cases",
+        type=int,
+        default=400,
+        help="test-only cases added to the set, for a less noisy table (default 400)",
+    )
     p.add_argument("--epochs", type=int, default=12, help="training epochs per model (default 12)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         cases=args.cases,
         epochs=args.epochs,
         seed=args.seed,
+        test_cases=args.test_cases,
         modalities=tuple(m.upper() for m in args.modalities),
     )
     print()

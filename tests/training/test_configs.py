@@ -67,11 +67,17 @@ def test_numbers_in_exponent_form_resolve_and_bad_numbers_name_the_field():
 
 
 def test_the_demo_trains_what_the_synthetic_configs_describe(tmp_path):
-    from remixformer.demo import demo_config
+    from remixformer.cli.main import build_parser
+    from remixformer.demo import DEMO_TEST_CASES, demo_config
 
-    for mods in ("cdm", "c", "d", "m"):
+    assert build_parser().parse_args(["demo"]).test_cases == DEMO_TEST_CASES
+
+    for mods in ("cdm", "cd", "cm", "dm", "c", "d", "m"):
         shipped = resolve(RunConfig, [CONFIGS / "synthetic" / f"small_{mods}.yaml"])
         demo = demo_config(tmp_path, mods.upper(), 600, 12, 0)
+        assert demo.data.synthetic_test_cases == shipped.data.synthetic_test_cases == DEMO_TEST_CASES
+        fusion = demo.model.fusion.get("branch_supervision"), shipped.model.fusion.get("branch_supervision")
+        assert fusion == ((1.0, 1.0) if len(mods) > 1 else (None, None))
         assert demo.train.lr == shipped.train.lr
         assert demo.train.weight_decay == shipped.train.weight_decay
         assert demo.train.batch_size == shipped.train.batch_size
