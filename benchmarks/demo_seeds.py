@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's package, whether or not it is installed
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from benchmarks.common import machine  # noqa: E402
 from remixformer.data.datasets.synthetic import CLASSES  # noqa: E402
-from remixformer.demo import DEMO_MODALITIES, run_demo  # noqa: E402
+from remixformer.demo import DEMO_MODALITIES, DEMO_TEST_CASES, run_demo  # noqa: E402
 
 METRICS = (("Acc", "accuracy"), ("BACC", "balanced_accuracy"), ("AUC", "auc_macro"))
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="demo_seeds", help="parent folder of the per-seed demo folders")
     p.add_argument("--cases", type=int, default=600)
+    p.add_argument("--test-cases", type=int, default=DEMO_TEST_CASES, help="test-only cases per set")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument(
         "--set",
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=seed,
             overrides=args.set,
+            test_cases=args.test_cases,
         )
         per_seed[seed] = {
             "metrics": {m: {k: res["metrics"][m][k] for _, k in METRICS} for m in DEMO_MODALITIES},
@@ -88,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/demo_seeds.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seeds": args.seeds,
         "cases": args.cases,
+        "test_cases": args.test_cases,
         "epochs": args.epochs,
         "overrides": args.set,
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "machine": machine(threads=torch.get_num_threads()),
         "per_seed": per_seed,
         "table": table,
     }

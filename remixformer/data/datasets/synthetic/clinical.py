@@ -48,13 +48,13 @@ def lesion_colour(rng: np.random.Generator, redness: float, darkness: float) -> 
 
 
 def render_clinical(
-    rng: np.random.Generator, size: int, pattern: int, lesion_color: np.ndarray
+    rng: np.random.Generator, size: int, pattern: int, colour: np.ndarray
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """One clinical photo; returns (uint8 (size, size, 3), lesion (cx, cy, radius)).
 
-    The lesion is the largest spot, drawn in ``lesion_color`` (which carries the class at the lesion's
-    scale) with its micro-pattern (which only a full-resolution view shows); smaller, fainter distractor
-    spots take colours of their own, drawn independently of the class."""
+    The lesion is the largest spot, drawn in ``colour`` (from :func:`lesion_colour`; it carries the class
+    at the lesion's scale) with its micro-pattern (which only a full-resolution view shows); smaller,
+    fainter distractor spots take colours of their own, drawn independently of the class."""
     s = size / 256.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     tone = rng.uniform(0.0, 1.0)
@@ -87,8 +87,8 @@ def render_clinical(
     u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
     v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / ratio
     mask = np.clip((r - np.sqrt(u**2 + v**2)) / 1.5 + 0.5, 0.0, 1.0)[:, :, None]
-    color = lesion_color * (1 + 0.06 * _smooth_noise(rng, (size, size), 3 * s))[:, :, None]
-    img = img * (1 - 0.9 * mask) + 0.9 * mask * color
+    shade = colour * (1 + 0.06 * _smooth_noise(rng, (size, size), 3 * s))[:, :, None]
+    img = img * (1 - 0.9 * mask) + 0.9 * mask * shade
     texture = _micro_texture(rng, (size, size), pattern)
     img += (
         15.0 * (texture * (mask[:, :, 0] > 0.99))[:, :, None] * np.array([1.0, 0.92, 0.88], dtype=np.float32)

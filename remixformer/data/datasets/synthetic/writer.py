@@ -69,10 +69,10 @@ def _render_case(args: tuple) -> dict[str, Any]:
     rng = _case_rng(seed, i, 1)  # the photos; the dermoscopy image has a stream of its own
     row: dict[str, Any] = {"clinical": [], "dermoscopy": [], "lesions": []}
     if lat["has_clinical"]:
-        lesion_color = lesion_colour(rng, lat["redness"], lat["darkness"])
+        colour = lesion_colour(rng, lat["redness"], lat["darkness"])
         n_photos = 2 if rng.random() < P_SECOND_CLINICAL else 1
         for k in range(n_photos):
-            arr, lesion = render_clinical(rng, clinical_size, lat["pattern"], lesion_color)
+            arr, lesion = render_clinical(rng, clinical_size, lat["pattern"], colour)
             rel = f"clinical/{case_id}_{k}.png"
             Image.fromarray(arr).save(out / rel, compress_level=1)
             row["clinical"].append(rel)
