@@ -65,6 +65,7 @@ from benchmarks.common import CLASSES, SCHEMA, machine  # noqa: E402
 from remixformer import create_model, keys  # noqa: E402
 from remixformer.data.images import load_image  # noqa: E402
 from remixformer.data.transforms import build_image_transform  # noqa: E402
+from remixformer.layers.imaging import normalize_images  # noqa: E402
 from remixformer.models.remixformer import BRANCH_KEYS  # noqa: E402
 from remixformer.training.module import task_losses  # noqa: E402
 
@@ -568,13 +569,14 @@ def write_jpegs(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
 
 class JpegCases(torch.utils.data.Dataset):
     """Case i: a photo and a dermoscopy image (two of the files), decoded with the project's
-    ``load_image`` and transformed for training at the model's sizes."""
+    ``load_image`` and transformed for training at the model's sizes, as uint8 (what the data sets yield;
+    normalised on the device, :func:`remixformer.layers.imaging.normalize_images`)."""
 
     def __init__(self, files: list[Path], cases: int, clinical_size: int, dermoscopy_size: int) -> None:
         self.files = [str(f) for f in files]
         self.cases = cases
-        self.clinical = build_image_transform(clinical_size, train=True)
-        self.dermoscopy = build_image_transform(dermoscopy_size, train=True)
+        self.clinical = build_image_transform(clinical_size, train=True, normalize=False)
+        self.dermoscopy = build_image_transform(dermoscopy_size, train=True, normalize=False)
 
     def __len__(self) -> int:
         return self.cases
@@ -610,11 +612,12 @@ def loader_row(cdm: Lazy, s: Settings) -> dict[str, Any]:
         total = 0
         for b in [first, *batches]:
             for x in b.values():
-                x.to(s.device, non_blocking=True)
+                normalize_images(x.to(s.device, non_blocking=True))
             total += len(b[keys.CLINICAL])
         sync(s)
         t_end = time.perf_counter()
     after_first = total - len(first[keys.CLINICAL])
+    bytes_per_case = sum(x[0].numel() * x.element_size() for x in first.values())
     return {
         "files": s.loader_files,
         "file_px": list(s.loader_px),
@@ -623,6 +626,7 @@ def loader_row(cdm: Lazy, s: Settings) -> dict[str, Any]:
         "num_workers": workers,
         "clinical_size": cfg.clinical.image_size,
         "dermoscopy_size": cfg.dermoscopy.image_size,
+        "transfer": f"{first[keys.CLINICAL].dtype}, {bytes_per_case / 2**20:.1f} MiB per case",
         "write_s": round(write_s, 2),
         "first_batch_s": round(t_first - t0, 3),
         "cases_per_s": round(after_first / (t_end - t_first), 3) if after_first else None,

@@ -44,6 +44,7 @@ from remixformer.data.registry import load_dataset  # noqa: E402
 from remixformer.data.splits import read_splits, splits_from_config  # noqa: E402
 from remixformer.evaluation.predictions import Predictions  # noqa: E402
 from remixformer.evaluation.report import evaluate_predictions  # noqa: E402
+from remixformer.layers.imaging import normalize_images  # noqa: E402
 from remixformer.training.config import RunConfig  # noqa: E402
 from remixformer.training.datamodule import RemixDataModule  # noqa: E402
 from remixformer.training.module import WarmupCosine  # noqa: E402
@@ -59,7 +60,7 @@ def predict(net: torch.nn.Module, loader, task: str) -> Predictions:
     probs, targets = [], []
     with torch.no_grad():
         for batch in loader:
-            probs.append(F.softmax(net(batch[keys.DERMOSCOPY]), dim=-1))
+            probs.append(F.softmax(net(normalize_images(batch[keys.DERMOSCOPY])), dim=-1))
             targets.append(batch[keys.TARGETS][task])
             ids += list(batch[keys.CASE_ID])
     return ids, torch.cat(probs).numpy(), torch.cat(targets).numpy()
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             y = batch[keys.TARGETS][spec.name]
             loss = F.cross_entropy(
-                net(batch[keys.DERMOSCOPY]),
+                net(normalize_images(batch[keys.DERMOSCOPY])),
                 y,
                 weight=w,
                 ignore_index=keys.IGNORE_INDEX,

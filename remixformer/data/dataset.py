@@ -50,8 +50,12 @@ class MultiModalDataset(Dataset):
     augmentations then start from that resized copy. ``skip_bad_cases``: an image that fails to load
     while caching drops its case (warning listing each); one that fails later is treated as absent for
     that sample, with a warning naming the file and the case. Otherwise a :class:`BadImageError` names them.
-    ``augment``: training augmentation policy, ``paper`` (default), ``light`` or ``none``
+    ``augment``: training augmentation policy, ``paper`` (default), ``light``, ``flips`` or ``none``
     (see :func:`~remixformer.data.transforms.build_image_transform`).
+
+    Images are yielded as uint8 ``(3, S, S)`` tensors (zeros where absent): a quarter of float32's bytes
+    through the workers' shared memory and to the device; the model normalises them there
+    (:func:`remixformer.layers.imaging.normalize_images`).
     """
 
     def __init__(
@@ -91,7 +95,7 @@ class MultiModalDataset(Dataset):
             )
         self.image_letters = [m for m in IMAGE_MODALITIES if m in self.modalities]
         self.transforms = {
-            m: build_image_transform(self.sizes[m], train=self.train, policy=augment)
+            m: build_image_transform(self.sizes[m], train=self.train, policy=augment, normalize=False)
             for m in self.image_letters
         }
         self.pairing = (
@@ -239,7 +243,7 @@ class MultiModalDataset(Dataset):
             key = MODALITY_KEYS[letter]
             x = self._image(case_index, letter, choices.get(letter), rng)
             size = self.sizes[letter]
-            item[key] = x if x is not None else torch.zeros(3, size, size)
+            item[key] = x if x is not None else torch.zeros(3, size, size, dtype=torch.uint8)
             item[present_key(key)] = torch.tensor(x is not None)
         if self._metadata is not None:
             src = case_index

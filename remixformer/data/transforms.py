@@ -5,7 +5,9 @@ of the image area (resized to the model size); rotation by a multiple of 10 degr
 affine translation up to 15 % of width/height and shear in [-10, 10] degrees (both axes); brightness,
 contrast and saturation factors in [0.5, 1.5]. The crop comes first so that the other steps work on
 the small image (flips and crop commute in distribution). Evaluation only resizes.
-Both end with ImageNet normalisation (``timm.data.IMAGENET_DEFAULT_MEAN/STD``).
+Both end with ImageNet normalisation (``timm.data.IMAGENET_DEFAULT_MEAN/STD``), or, for the data
+pipeline (``normalize=False``), with the uint8 image that the model normalises on its device
+(:mod:`remixformer.layers.imaging`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from typing import Any
 
 import torch
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-MEAN = tuple(float(x) for x in IMAGENET_DEFAULT_MEAN)
-STD = tuple(float(x) for x in IMAGENET_DEFAULT_STD)
+from remixformer.layers.imaging import MEAN, STD
 
 CROP_SCALE = (0.65, 1.0)
 ROTATION_STEP = 10
@@ -58,8 +58,12 @@ def _finish() -> list[v2.Transform]:
 AUGMENT_POLICIES = ("paper", "light", "flips", "none")
 
 
-def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.Compose:
-    """PIL image or uint8 ``(3, H, W)`` tensor -> float ``(3, size, size)``, ImageNet-normalised.
+def build_image_transform(
+    size: int, train: bool, policy: str = "paper", normalize: bool = True
+) -> v2.Compose:
+    """PIL image or uint8 ``(3, H, W)`` tensor -> float ``(3, size, size)``, ImageNet-normalised, or with
+    ``normalize=False`` the uint8 ``(3, size, size)`` image before that last step (what the data sets
+    yield; the model normalises it, :func:`remixformer.layers.imaging.normalize_images`).
 
     ``policy`` (training only): ``paper`` (section IV-B, the default); ``light``: flips, rotations by
     multiples of 90 degrees and the colour jitter, no resampling, so 1-pixel detail survives; ``flips``:
@@ -70,8 +74,9 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
         raise ValueError(f"image size must be positive, got {size}")
     if policy not in AUGMENT_POLICIES:
         raise ValueError(f"augmentation policy must be one of {list(AUGMENT_POLICIES)}, got {policy!r}")
+    finish = _finish() if normalize else []
     if not train or policy == "none":
-        return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *_finish()])
+        return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), *finish])
     if policy in ("light", "flips"):
         jitter = (
             []
@@ -86,7 +91,7 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
                 v2.RandomVerticalFlip(0.5),
                 RandomRotationSteps(90, 270),
                 *jitter,
-                *_finish(),
+                *finish,
             ]
         )
     return v2.Compose([
@@ -97,7 +102,7 @@ def build_image_transform(size: int, train: bool, policy: str = "paper") -> v2.C
         RandomRotationSteps(ROTATION_STEP, ROTATION_MAX),
         v2.RandomAffine(degrees=0.0, translate=TRANSLATE, shear=SHEAR),
         v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
-        *_finish(),
+        *finish,
     ])  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from remixformer import keys
+from remixformer.layers.imaging import normalize_images
 from remixformer.models.branch import BranchOutput, no_weight_decay_names
 from remixformer.models.clinical import ClinicalBranch
 from remixformer.models.config import ModelConfig
@@ -112,7 +113,8 @@ class RemixFormer(nn.Module):
                     f"batch[{keys.present_key(key)!r}] has shape {tuple(mask.shape)}; "
                     f"expected ({x.shape[0]},)"
                 )
-            inputs[letter], present[letter] = x, mask
+            # uint8 images from the data pipeline are normalised here, on the model's device
+            inputs[letter], present[letter] = (x if letter == "M" else normalize_images(x)), mask
             sizes.add(x.shape[0])
         if not inputs:
             raise ValueError(

@@ -116,3 +116,20 @@ def test_flips_policy_is_light_without_the_colour_jitter():
     for _ in range(20):
         y = tf(x)
         assert any(torch.equal(y, v) for v in variants)
+
+
+def test_the_model_normalises_uint8_images_exactly_as_the_float_transform_does(image):
+    from remixformer.layers.imaging import MEAN, STD, normalize_images
+
+    assert (MEAN, STD) == (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD))
+    for train, policy in ((False, "paper"), (True, "light")):
+        torch.manual_seed(0)
+        as_float = build_image_transform(32, train=train, policy=policy)(image)
+        torch.manual_seed(0)
+        as_uint8 = build_image_transform(32, train=train, policy=policy, normalize=False)(image)
+        assert as_uint8.dtype == torch.uint8
+        assert torch.equal(normalize_images(as_uint8[None])[0], as_float.as_subclass(torch.Tensor))
+    x = torch.randn(2, 3, 8, 8)
+    assert normalize_images(x) is x  # a float batch is taken as normalised already
+    with pytest.raises(ValueError, match="uint8 .* or normalised floats, got dtype torch.int64"):
+        normalize_images(torch.zeros(1, 3, 8, 8, dtype=torch.int64))

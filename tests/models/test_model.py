@@ -244,3 +244,19 @@ def test_cross_attention_has_no_key_mask_and_cmf_rows_without_sources_stay_finit
         out = model(batch, explain=True)
     assert torch.isfinite(out["logits"]["diag"]).all()
     assert torch.isnan(out["explain"]["cmf_C_from_D"][0]).all()
+
+
+def test_a_uint8_batch_gives_what_its_normalised_float_batch_gives(tiny):
+    from remixformer.layers.imaging import normalize_images
+
+    model = tiny("CD").eval()
+    g = torch.Generator().manual_seed(0)
+    raw = {
+        "clinical": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g),
+        "dermoscopy": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g),
+    }
+    floats = {k: normalize_images(v) for k, v in raw.items()}
+    assert floats["clinical"].dtype == torch.float32 and floats["clinical"].abs().max() > 1.5
+    with torch.no_grad():
+        a, b = model(raw)["logits"]["diag"], model(floats)["logits"]["diag"]
+    assert torch.equal(a, b)
