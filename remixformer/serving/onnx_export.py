@@ -34,6 +34,7 @@ import torch
 
 from remixformer import keys
 from remixformer.data.transforms import MEAN, STD
+from remixformer.layers.imaging import normalize_images
 from remixformer.models.checkpoint import config_from_header, header_fields
 from remixformer.models.config import ModelConfig
 from remixformer.models.graph import InferenceGraph, graph_input_names, graph_output_names
@@ -255,7 +256,10 @@ class OnnxModel:
                 feed[key] = np.zeros(shape, dtype=np.float32)
                 mask = np.zeros(B, dtype=bool)
             else:
-                feed[key] = np.ascontiguousarray(torch.as_tensor(x).detach().cpu().float().numpy())
+                x = torch.as_tensor(x).detach().cpu()
+                if letter != "M":  # uint8 images from the data pipeline, as the eager model takes them
+                    x = normalize_images(x)
+                feed[key] = np.ascontiguousarray(x.float().numpy())
                 if feed[key].shape != shape:
                     raise ValueError(f"batch[{key!r}] has shape {feed[key].shape}; expected {shape}")
                 m = batch.get(keys.present_key(key))

@@ -33,7 +33,7 @@ def _ds(table, **kw):
 def test_sample_follows_the_batch_contract(table):
     item = _ds(table, train=True)[1]
     assert item[CLINICAL].shape == (3, 32, 32) and item[DERMOSCOPY].shape == (3, 48, 48)
-    assert item[CLINICAL].dtype == torch.uint8 and type(item[CLINICAL]) is torch.Tensor  # the model normalises
+    assert item[CLINICAL].dtype == torch.uint8 and type(item[CLINICAL]) is torch.Tensor  # model normalises
     assert item[METADATA].shape == (table.schema.dim,) and item[METADATA].sum() == 3
     assert item[CLINICAL_PRESENT].dtype == torch.bool and bool(item[DERMOSCOPY_PRESENT])
     assert item[TARGETS]["diag"].dtype == torch.long and int(item[TARGETS]["diag"]) == 1

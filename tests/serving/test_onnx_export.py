@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from remixformer import keys
@@ -79,6 +80,24 @@ def test_file_runs_in_onnxruntime_at_other_batch_sizes_with_absent_modalities(ex
         for task, p in _eager_probs(model, batch).items():
             assert got[f"{task}_probabilities"].shape == p.shape == (B, p.shape[1])
             np.testing.assert_allclose(got[f"{task}_probabilities"], p, atol=TOL)
+
+
+def test_the_onnxruntime_backend_takes_uint8_batches_as_the_eager_model_does(exported):
+    from remixformer.layers.imaging import normalize_images
+
+    ckpt, out, _, _ = exported
+    model, session = load_model(ckpt).eval(), onnx_export.OnnxModel(out)
+    g = torch.Generator().manual_seed(3)
+    batch = onnx_export.random_inputs(model.config, 2, seed=3)
+    for key in (keys.CLINICAL, keys.DERMOSCOPY):  # uint8, as the data sets yield them
+        batch[key] = torch.randint(0, 256, batch[key].shape, dtype=torch.uint8, generator=g)
+    normalised = {
+        k: normalize_images(v) if k in (keys.CLINICAL, keys.DERMOSCOPY) else v for k, v in batch.items()
+    }
+    got = session(batch)[keys.LOGITS]["diag"]
+    np.testing.assert_allclose(got.numpy(), session(normalised)[keys.LOGITS]["diag"].numpy(), atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(got.numpy(), model(batch)[keys.LOGITS]["diag"].numpy(), atol=TOL)
 
 
 def test_metadata_holds_the_config_and_the_preprocessing_contract(exported):
