@@ -2,7 +2,8 @@
 
 A command is started in its own process group with ``REMIXFORMER_PAUSE_AT`` naming a point; when it
 gets there it writes the pause file and sleeps; the test then kills the whole group (a DDP launcher
-with its workers) with SIGKILL, as ``kill -9`` would, and waits for it to be gone.
+with its workers) with SIGKILL, as ``kill -9`` would, and waits for it to be gone; DDP workers that the
+launcher put in sessions of their own are found by the pause file in their environment and killed too.
 """
 
 from __future__ import annotations
@@ -68,8 +69,41 @@ def kill_at(cmd: list[str], point: str, log: Path, timeout: float = 900) -> None
         except ProcessLookupError:
             pass
         proc.wait(timeout=60)
+        # torch's elastic launcher starts each DDP worker in a session of its own, so the group kill
+        # above does not reach them; they would sleep on as orphans (found after CI runs). Kill every
+        # process started with this call's pause file, and check none is left.
+        marker = f"REMIXFORMER_PAUSE_FILE={pause_file}".encode()
+        for pid in _processes_with_env(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while _processes_with_env(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_with_env(marker), "processes of the killed command are still alive"
     assert proc.returncode == -signal.SIGKILL, proc.returncode
     pause_file.unlink()
+
+
+def _processes_with_env(marker: bytes) -> list[int]:
+    """PIDs of this user's live processes whose environment holds ``marker`` (Linux /proc; elsewhere none)."""
+    found = []
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return found
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                status = (entry / "status").read_text().splitlines()
+                state = next((line for line in status if line.startswith("State:")), "")
+                if "Z" not in state.split()[1:2]:  # a zombie is already dead
+                    found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 def leftover_temporary_files(*folders: Path) -> list[Path]:
