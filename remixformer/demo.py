@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from remixformer.config import from_dict, load_yaml, resolve
-from remixformer.data.datasets.synthetic import VERSION, generate, read_lesions
+from remixformer.data.datasets.synthetic import generate, read_lesions, set_identity, stored_identity
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import splits_from_config
 from remixformer.engine.rundir import changed_keys
@@ -139,9 +139,7 @@ def run_demo(
     t0 = time.time()
     data = out / "data"
     if (data / "synthetic.json").exists():
-        info = json.loads((data / "synthetic.json").read_text())
-        have = {k: info.get(k, 0) for k in ("n_cases", "test_cases", "seed", "version")}
-        want = {"n_cases": cases, "test_cases": test_cases, "seed": seed, "version": VERSION}
+        have, want = stored_identity(data), set_identity(cases, test_cases, seed)
         if have != want:
             raise ValueError(
                 f"{data} holds a synthetic set with {have}, not the {want} asked for; "

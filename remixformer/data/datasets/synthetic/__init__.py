@@ -76,6 +76,8 @@ from remixformer.data.datasets.synthetic.writer import (
     generate,
     load,
     read_lesions,
+    set_identity,
+    stored_identity,
 )
 
 __all__ = [
@@ -116,6 +118,8 @@ __all__ = [
     "generate",
     "load",
     "read_lesions",
+    "set_identity",
+    "stored_identity",
     "lesion_colour",
     "render_clinical",
     "render_dermoscopy",

@@ -162,7 +162,6 @@ def _write(
         j = first.setdefault(int(p), i)
         lat.age[i], lat.male[i] = lat.age[j], lat.male[j]
         lat.blank[i, :2] = lat.blank[j, :2]
-    n = len(case_ids)
     jobs = [
         (
             seed,
@@ -180,7 +179,7 @@ def _write(
             clinical_size,
             dermoscopy_size,
         )
-        for i in range(n)
+        for i in range(len(case_ids))
     ]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -233,13 +232,25 @@ def _write(
     info = {
         "generator": "remixformer.data.datasets.synthetic",
         "version": VERSION,
-        "n_cases": n - test_cases,
+        "n_cases": n,
         "test_cases": test_cases,
         "seed": seed,
         "clinical_size": clinical_size,
         "dermoscopy_size": dermoscopy_size,
     }
     (out / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def set_identity(n_cases: int, test_cases: int, seed: int) -> dict[str, int]:
+    """What makes a synthetic set the one asked for (compared with :func:`stored_identity`)."""
+    return {"n_cases": n_cases, "test_cases": test_cases, "seed": seed, "version": VERSION}
+
+
+def stored_identity(root: str | os.PathLike) -> dict[str, Any]:
+    """:func:`set_identity` of the set in ``root``, from its ``synthetic.json`` (sets written before
+    test-only cases existed have none)."""
+    info = json.loads((Path(root).expanduser() / "synthetic.json").read_text())
+    return {k: info.get(k, 0 if k == "test_cases" else None) for k in set_identity(0, 0, 0)}
 
 
 def load(cfg: DataConfig) -> CaseTable:
@@ -257,14 +268,8 @@ def load(cfg: DataConfig) -> CaseTable:
             "or at a folder written by `remixformer synth`"
         )
     else:
-        info = json.loads(info_path.read_text())
-        want = {
-            "n_cases": cfg.synthetic_cases,
-            "test_cases": cfg.synthetic_test_cases,
-            "seed": cfg.synthetic_seed,
-            "version": VERSION,
-        }
-        have = {k: info.get(k, 0 if k == "test_cases" else None) for k in want}
+        want = set_identity(cfg.synthetic_cases, cfg.synthetic_test_cases, cfg.synthetic_seed)
+        have = stored_identity(root)
         if have != want:
             log.warning(
                 "synthetic: %s holds a set generated with %s, not the configured %s; using it as it is",
