@@ -12,25 +12,40 @@ A Hugging Face Hub folder (config.json, model.safetensors, README.md model card)
 ``huggingface-cli upload`` and to load with ``remixformer.models.hub.from_pretrained``:
 
     remixformer export --checkpoint best.safetensors --format hf --out hub/remixformer-derm7pt
+
+The clinical encoder G of a model with a clinical branch, as a file that ``model.clinical.pretrained``
+loads (the format of ``remixformer pretrain``'s clinical export): a supervised start for another
+model's clinical branch, e.g. from a C model trained on dermoscopy images (docs/results.md):
+
+    remixformer export --checkpoint best.safetensors --format clinical-encoder --out clinical_G.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 
-FORMATS = ("onnx", "hf")
+FORMATS = ("onnx", "hf", "clinical-encoder")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a checkpoint to ONNX or to a Hugging Face Hub folder",
+        help="export a checkpoint to ONNX, a Hugging Face Hub folder or a clinical-encoder file",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="a model file (best.safetensors / last.safetensors)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="onnx: one .onnx file; hf: a Hub folder")
-    p.add_argument("--out", required=True, help="the .onnx file (onnx) or the folder (hf) to write")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="onnx: one .onnx file; hf: a Hub folder; clinical-encoder: G's weights",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the .onnx file (onnx), the folder (hf) or the .safetensors file to write",
+    )
     p.add_argument(
         "--tolerance",
         type=float,
@@ -53,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.tolerance > 0:
             raise ValueError(f"--tolerance must be positive, got {args.tolerance}")
         return _onnx(args)
+    if args.format == "clinical-encoder":
+        if Path(args.out).suffix != ".safetensors":
+            raise ValueError(f"--out: expected a file name ending in .safetensors, got {args.out!r}")
+        return _clinical_encoder(args)
     return _hf(args)
 
 
@@ -92,4 +111,16 @@ def _hf(args: argparse.Namespace) -> int:
     extra = dict(getattr(model, "checkpoint_extra", {}) or {})
     out = save_pretrained(model, args.out, card=facts, extra=extra)
     print(f"wrote {out}: config.json, model.safetensors, README.md (review the model card before uploading)")
+    return 0
+
+
+def _clinical_encoder(args: argparse.Namespace) -> int:
+    from remixformer.models.checkpoint import load_model
+    from remixformer.pretrain.export import export_trained_clinical_encoder
+
+    model = load_model(args.checkpoint)
+    out = export_trained_clinical_encoder(model, args.out, args.checkpoint)
+    n = sum(p.numel() for p in model.branches["C"].global_encoder.parameters())
+    print(f"wrote {out}: the clinical encoder G ({n / 1e6:.2f}M parameters) of {args.checkpoint}")
+    print(f"load it with model.clinical.pretrained: {out}")
     return 0

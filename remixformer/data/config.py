@@ -68,6 +68,9 @@ class DataConfig:
     monet: bool = True  # MILK10k: the seven MONET concept scores of each image as metadata
     synthetic_cases: int = 600  # synthetic: cases to generate when root holds no data set yet
     synthetic_seed: int = 0
+    # feed the dermoscopy images to the clinical branch (a dermoscopy-only set, e.g. ISIC 2018, as C): the
+    # supervised start of a clinical encoder when no ImageNet weights can be had (docs/results.md)
+    dermoscopy_as_clinical: bool = False
     # synthetic: that many more test-only cases of new patients (a less noisy test split; the first
     # synthetic_cases cases do not change; docs/synthetic.md)
     synthetic_test_cases: int = 0

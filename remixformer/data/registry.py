@@ -47,6 +47,8 @@ def load_cases(cfg: DataConfig) -> CaseTable:
     table = loaders[cfg.dataset](cfg)
     if cfg.exclude_fields:
         table = exclude_fields(table, cfg.exclude_fields)
+    if cfg.dermoscopy_as_clinical:
+        table = dermoscopy_as_clinical(table)
     log.info(
         "%s: %d cases, modalities %s, tasks %s, metadata dim %d",
         table.name,
@@ -71,6 +73,25 @@ def exclude_fields(table: CaseTable, names: list[str]) -> CaseTable:
     note = f"metadata field(s) {sorted(names)} excluded by the configuration (exclude_fields)"
     modalities = table.modalities if len(schema) else table.modalities.replace("M", "")
     return replace(table, cases=cases, schema=schema, modalities=modalities, notes=[*table.notes, note])
+
+
+def dermoscopy_as_clinical(table: CaseTable) -> CaseTable:
+    """The table with each case's dermoscopy images as its clinical images (``data.dermoscopy_as_clinical``):
+    a dermoscopy-only set trains the clinical branch, e.g. as the start of a clinical encoder."""
+    if "D" not in table.modalities:
+        raise ValueError(
+            f"{table.name}: data.dermoscopy_as_clinical is set, but the set has no dermoscopy images "
+            f"(its modalities are {table.modalities})"
+        )
+    if "C" in table.modalities:
+        raise ValueError(
+            f"{table.name}: data.dermoscopy_as_clinical is set, but the set has clinical photos of its own "
+            "(it is meant for dermoscopy-only sets such as ISIC 2018); use model.modalities to choose"
+        )
+    cases = [replace(c, clinical=list(c.dermoscopy), dermoscopy=[]) for c in table.cases]
+    modalities = "C" + table.modalities.replace("D", "")
+    note = "dermoscopy images fed to the clinical branch as its photos (data.dermoscopy_as_clinical)"
+    return replace(table, cases=cases, modalities=modalities, notes=[*table.notes, note])
 
 
 @dataclass(frozen=True)

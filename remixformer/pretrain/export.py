@@ -35,27 +35,35 @@ CLINICAL_HEADER_KEY = "remixformer.clinical_encoder"
 EXPORT_NAME = "teacher_backbone.safetensors"
 
 
+def _clinical_architecture(c: Any) -> dict[str, Any]:
+    """How a ``ClinicalConfig``'s CLS-Swin encoder G is built (the header's ``architecture``)."""
+    return {
+        "class": "remixformer.models.cls_swin.CLSSwinEncoder",
+        "patch_size": c.patch_size,
+        "embed_dim": c.embed_dim,
+        "depths": list(c.depths),
+        "num_heads": list(c.num_heads),
+        "window_size": c.window_size,
+        "ref_size": c.ref_size,
+        "conv_stem": c.conv_stem,
+    }
+
+
+def _clinical_use(preset: str) -> str:
+    return (
+        f"create_model({preset!r}, ..., clinical={{'pretrained': PATH}}) or "
+        "model.clinical.pretrained: PATH in a training config"
+    )
+
+
 def describe(cfg: PretrainConfig, **extra: Any) -> dict[str, Any]:
     if cfg.backbone.encoder == "clinical_encoder":
-        c = clinical_config(cfg)
         return {
             "what": "DINO teacher backbone (the clinical branch's CLS-Swin encoder G)",
-            "architecture": {
-                "class": "remixformer.models.cls_swin.CLSSwinEncoder",
-                "patch_size": c.patch_size,
-                "embed_dim": c.embed_dim,
-                "depths": list(c.depths),
-                "num_heads": list(c.num_heads),
-                "window_size": c.window_size,
-                "ref_size": c.ref_size,
-                "conv_stem": c.conv_stem,
-            },
+            "architecture": _clinical_architecture(clinical_config(cfg)),
             "preset": cfg.backbone.preset,
             "clinical_overrides": dict(cfg.backbone.clinical),
-            "use": (
-                f"create_model({cfg.backbone.preset!r}, ..., clinical={{'pretrained': PATH}}) or "
-                "model.clinical.pretrained: PATH in a training config"
-            ),
+            "use": _clinical_use(cfg.backbone.preset),
             "pretrain_config": to_dict(cfg),
             **extra,
         }
@@ -93,6 +101,40 @@ def export_backbone(backbone: nn.Module, path: str | Path, cfg: PretrainConfig, 
         (CLINICAL_HEADER_KEY if clinical else HEADER_KEY): json.dumps(describe(cfg, **extra)),
     }
     return save_tensors(path, backbone.state_dict(), meta)
+
+
+def export_trained_clinical_encoder(model: nn.Module, path: str | Path, source: str | Path) -> Path:
+    """Write the clinical encoder G of a trained model (the checkpoint ``source``) in the clinical-encoder
+    format of :func:`export_backbone`: the supervised start of a clinical encoder, e.g. a C model trained
+    on dermoscopy images (``data.dermoscopy_as_clinical``). The header records the checkpoint and what it
+    was trained on (its data config), so a run that loads it can be checked for its test cases."""
+    branches: Any = getattr(model, "branches", {})
+    if "C" not in branches:
+        raise ValueError(
+            f"{source}: the model has no clinical branch (modalities {getattr(model, 'modalities', '?')}); "
+            "train one with model.modalities containing C"
+        )
+    encoder = branches["C"].global_encoder
+    if not hasattr(encoder, "cls_token") or hasattr(encoder, "vit"):
+        raise ValueError(
+            f"{source}: the clinical branch's encoder is {type(encoder).__name__}, not the CLS-Swin encoder "
+            "G that the clinical-encoder format holds"
+        )
+    cfg: Any = model.config
+    info = {
+        "what": "the clinical encoder G (CLS-Swin) of a trained model, supervised",
+        "architecture": _clinical_architecture(cfg.clinical),
+        "preset": cfg.preset,
+        "use": _clinical_use(cfg.preset),
+        "from_checkpoint": str(source),
+        "trained": dict(getattr(model, "checkpoint_extra", {}) or {}),
+    }
+    meta = {
+        "format": CLINICAL_FORMAT,
+        "format_version": VERSION,
+        CLINICAL_HEADER_KEY: json.dumps(info),
+    }
+    return save_tensors(path, encoder.state_dict(), meta)
 
 
 def read_export_info(path: str | Path) -> dict[str, Any]:

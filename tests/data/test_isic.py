@@ -121,3 +121,19 @@ def test_missing_ground_truth_is_explained(tmp_path):
 def test_float_ground_truth_values(isic2018_root):
     df = pd.read_csv(isic2018_root / "ISIC2018_Task3_Test_GroundTruth.csv")
     assert df["MEL"].dtype == float and math.isclose(df.iloc[:, 1:].to_numpy().sum(), 4.0)
+
+
+def test_dermoscopy_as_clinical_feeds_every_dermoscopy_image_to_the_clinical_branch(isic2018_root, pad_root):
+    plain = load_cases(_cfg("isic2018", isic2018_root))
+    moved = load_cases(_cfg("isic2018", isic2018_root, dermoscopy_as_clinical=True))
+    assert (plain.modalities, moved.modalities) == ("DM", "CM")
+    assert [c.clinical for c in moved.cases] == [c.dermoscopy for c in plain.cases]
+    assert all(c.dermoscopy == [] and c.clinical for c in moved.cases)
+    assert [c.targets["diag"] for c in moved.cases] == [c.targets["diag"] for c in plain.cases]
+    assert any("dermoscopy_as_clinical" in n for n in moved.notes)
+    # a photo-only model's images are the dermoscopy files, checked as such
+    assert (
+        len(load_dataset(_cfg("isic2018", isic2018_root, dermoscopy_as_clinical=True), modalities="C")) == 19
+    )
+    with pytest.raises(ValueError, match=r"pad_ufes20: data.dermoscopy_as_clinical .* no dermoscopy images"):
+        load_cases(_cfg("pad_ufes20", pad_root, dermoscopy_as_clinical=True))

@@ -106,3 +106,39 @@ def test_pretraining_can_continue_from_a_clinical_export(clinical_cfg, tmp_path)
     cfg = clinical_cfg("optim.epochs=1", f"backbone.pretrained={first['export']}")
     second = pretrain(cfg, tmp_path / "b")
     assert second["init"] == f"backbone from {first['export']}"
+
+
+def test_a_trained_models_clinical_encoder_exports_and_another_model_starts_from_it(tmp_path, capsys):
+    """`remixformer export --format clinical-encoder`: G of a C model (e.g. trained on dermoscopy images,
+    data.dermoscopy_as_clinical) in the clinical-encoder format; a CM model loads it into G and L."""
+    from remixformer.cli.main import main
+    from remixformer.models.checkpoint import save_model
+
+    torch.manual_seed(0)
+    source = create_model("remixformer_tiny", "C", tasks={"diag": ["A", "B", "C"]})
+    with torch.no_grad():  # weights no fresh model has
+        for p in source.branches["C"].global_encoder.parameters():
+            p.add_(torch.randn_like(p))
+    ckpt = save_model(source, tmp_path / "c.safetensors")
+    out = tmp_path / "G.safetensors"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "clinical-encoder", "--out", str(out)]) == 0
+    assert "model.clinical.pretrained" in capsys.readouterr().out
+    info = read_export_info(out)
+    assert info["preset"] == "remixformer_tiny" and info["from_checkpoint"] == str(ckpt)
+    assert info["architecture"]["class"].endswith("CLSSwinEncoder")
+
+    target = create_model("remixformer_tiny", "CM", metadata_dim=4, clinical={"pretrained": str(out)})
+    G_src = source.branches["C"].global_encoder.state_dict()
+    G_dst = target.branches["C"].global_encoder.state_dict()
+    assert G_src.keys() == G_dst.keys() and all(torch.equal(G_src[k], G_dst[k]) for k in G_src)
+    last = len(source.branches["C"].global_encoder.layers) - 1
+    L = target.branches["C"].local_stage.state_dict()
+    assert all(torch.equal(v, G_src[f"layers.{last}.{k}"]) for k, v in L.items())
+
+    d_ckpt = save_model(
+        create_model("remixformer_tiny", "D", tasks={"diag": ["A", "B", "C"]}), tmp_path / "d.safetensors"
+    )
+    assert main(["export", "--checkpoint", str(d_ckpt), "--format", "clinical-encoder", "--out", str(out)])
+    assert "d.safetensors: the model has no clinical branch (modalities D)" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "clinical-encoder", "--out", "G.pt"])
+    assert "expected a file name ending in .safetensors" in capsys.readouterr().err
