@@ -104,13 +104,18 @@ def _pretrain_exports() -> dict[str, tuple[str, str]]:
     """Export path -> (backbone preset, encoder) for every pretraining config: where `remixformer pretrain`
     writes its teacher backbone (<output_dir>/<name>/teacher_backbone.safetensors)."""
     from remixformer.pretrain.config import PretrainConfig
-    from remixformer.pretrain.export import EXPORT_NAME
+    from remixformer.pretrain.export import CLINICAL_EXPORT_NAME, EXPORT_NAME
 
     out = {}
     for p in sorted((CONFIGS / "pretrain").glob("*.yaml")):
         cfg = resolve(PretrainConfig, [p])
         path = (Path(cfg.output_dir) / cfg.name / EXPORT_NAME).as_posix()
         out[path] = (cfg.backbone.preset, cfg.backbone.encoder)
+    for p in RUN_CONFIGS:  # clinical branches trained on dermoscopy, their G exported beside the run
+        run = resolve(RunConfig, [p])
+        if run.data.dermoscopy_as_clinical:
+            path = (Path(run.output_dir) / run.name / CLINICAL_EXPORT_NAME).as_posix()
+            out[path] = (run.model.preset, "clinical_encoder")
     return out
 
 
