@@ -33,7 +33,7 @@ HEADER_KEY = "remixformer.window_encoder"
 CLINICAL_FORMAT = "remixformer-clinical-encoder"
 CLINICAL_HEADER_KEY = "remixformer.clinical_encoder"
 EXPORT_NAME = "teacher_backbone.safetensors"
-# where the configs put the clinical encoder of a trained run (export --format clinical-encoder): in its run dir
+# where the configs put the clinical encoder G of a trained run (export --format clinical-encoder)
 CLINICAL_EXPORT_NAME = "clinical_encoder.safetensors"
 
 
