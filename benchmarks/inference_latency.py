@@ -14,7 +14,8 @@ per preset, backend and thread count:
 
 Backends: ``eager`` (``model(batch)`` under ``torch.no_grad``, torch threads set), ``onnxruntime``
 (the graph of ``remixformer export --format onnx``, one session per thread count, intra-op threads
-set), ``compile`` (``torch.compile`` of the same inference graph; opt-in: the first call compiles).
+set), ``onnxruntime-int8`` (the same graph with int8 weights, ``export --quantize int8``; ``--no-int8``
+leaves it out), ``compile`` (``torch.compile`` of the same inference graph; opt-in: the first call compiles).
 Backends and thread counts take turns call by call, so that a change of the machine's load hits
 them alike. Timings are only meaningful on a quiet machine (docs/benchmarks.md). Prints a table;
 writes benchmarks/results/inference_latency.json (inference_latency-quick.json with --quick).
@@ -39,7 +40,13 @@ import torch  # noqa: E402
 from benchmarks.common import CLASSES, SCHEMA, load_average, machine, percentiles  # noqa: E402
 from remixformer import create_model  # noqa: E402
 from remixformer.models.graph import InferenceGraph  # noqa: E402
-from remixformer.serving.onnx_export import OnnxModel, export_onnx, parity_check, random_inputs  # noqa: E402
+from remixformer.serving.onnx_export import (  # noqa: E402
+    OnnxModel,
+    export_onnx,
+    parity_check,
+    quantize_onnx,
+    random_inputs,
+)
 
 
 def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -56,7 +63,14 @@ def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: in
     return times
 
 
-def make_calls(model, sessions: dict[int, OnnxModel], compiled, inputs: dict, threads: list[int]) -> dict:
+def make_calls(
+    model,
+    sessions: dict[int, OnnxModel],
+    int8: dict[int, OnnxModel],
+    compiled,
+    inputs: dict,
+    threads: list[int],
+) -> dict:
     """name -> call running one batch; ``eager@2`` sets torch's threads to 2 before its forward."""
     feeds = {n: s.feed(inputs) for n, s in sessions.items()}
     graph_args = tuple(inputs[name] for name in InferenceGraph(model).input_names)
@@ -70,6 +84,8 @@ def make_calls(model, sessions: dict[int, OnnxModel], compiled, inputs: dict, th
 
         calls[f"eager@{n}"] = eager
         calls[f"onnxruntime@{n}"] = lambda n=n: sessions[n].run(feeds[n])
+        if n in int8:
+            calls[f"onnxruntime-int8@{n}"] = lambda n=n: int8[n].run(feeds[n])
         if compiled is not None:
 
             def comp(n: int = n) -> object:
@@ -90,6 +106,15 @@ def bench_preset(preset: str, args: argparse.Namespace, work: Path) -> dict:
     export_s = time.perf_counter() - t0
     sessions = {n: OnnxModel(path, threads=n) for n in args.threads}
     parity = max(parity_check(model, sessions[args.threads[0]]).values())
+    int8: dict[int, OnnxModel] = {}
+    quantize_s = int8_parity = int8_mib = None
+    if args.int8:
+        t0 = time.perf_counter()
+        q = quantize_onnx(path, work / f"{preset}.int8.onnx")
+        quantize_s = round(time.perf_counter() - t0, 1)
+        int8 = {n: OnnxModel(q, threads=n) for n in args.threads}
+        int8_parity = max(parity_check(model, int8[args.threads[0]]).values())
+        int8_mib = round(q.stat().st_size / 2**20, 1)
     compiled = None
     compile_s = None
     if args.compile:
@@ -101,14 +126,14 @@ def bench_preset(preset: str, args: argparse.Namespace, work: Path) -> dict:
         compile_s = round(time.perf_counter() - t0, 1)
     rows: dict[str, dict] = {}
     one = random_inputs(model.config, 1, seed=1)
-    calls = make_calls(model, sessions, compiled, one, args.threads)
+    calls = make_calls(model, sessions, int8, compiled, one, args.threads)
     print(
         f"[{preset}] one case: {', '.join(calls)}; {args.warmup} + {args.repeats} calls each ...", flush=True
     )
     for name, t in interleaved(calls, args.repeats, args.warmup).items():
         rows[name] = {"one_case": percentiles(t)}
     many = random_inputs(model.config, args.batch, seed=2)
-    calls = make_calls(model, sessions, compiled, many, args.threads)
+    calls = make_calls(model, sessions, int8, compiled, many, args.threads)
     print(f"[{preset}] batch of {args.batch}: {args.batch_repeats} calls each ...", flush=True)
     for name, t in interleaved(calls, args.batch_repeats, 1).items():
         rows[name]["batch"] = {
@@ -126,6 +151,7 @@ def bench_preset(preset: str, args: argparse.Namespace, work: Path) -> dict:
         "export_s": round(export_s, 1),
         "onnx_mib": round(path.stat().st_size / 2**20, 1),
         "parity_max_abs_diff": parity,
+        "int8": {"quantize_s": quantize_s, "onnx_mib": int8_mib, "parity_max_abs_diff": int8_parity},
         "compile_s": compile_s,
         "rows": rows,
     }
@@ -152,13 +178,13 @@ def speedups(results: dict[str, dict]) -> dict[str, float]:
 
 def print_table(results: dict[str, dict], ratios: dict[str, float]) -> None:
     print()
-    print(f"{'preset':<22} {'backend':<12} {'threads':>7} {'p50 ms':>10} {'p95 ms':>10} {'cases/s':>10}")
+    print(f"{'preset':<22} {'backend':<17} {'threads':>7} {'p50 ms':>10} {'p95 ms':>10} {'cases/s':>10}")
     for name, r in results.items():
         for key, row in r["rows"].items():
             backend, n = key.split("@")
             one, batch = row["one_case"], row["batch"]
             print(
-                f"{name:<22} {backend:<12} {n:>7} {one['p50_ms']:>10.1f} {one['p95_ms']:>10.1f} "
+                f"{name:<22} {backend:<17} {n:>7} {one['p50_ms']:>10.1f} {one['p95_ms']:>10.1f} "
                 f"{batch['cases_per_s']:>10.2f}"
             )
     print()
@@ -175,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="cases in the throughput batch (default 8)")
     p.add_argument("--batch-repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles first)")
+    p.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        help="leave out the int8 graph (remixformer export --quantize int8)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny preset, few repeats: a smoke run")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -209,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "batch_repeats": args.batch_repeats,
             "compile": args.compile,
+            "int8": args.int8,
             "quick": args.quick,
         },
         "presets": results,

@@ -1,5 +1,6 @@
 """``remixformer evaluate``: a checkpoint on a split of its data set, or on a manifest, optionally with a
-modality withheld; writes report.md/.json, predictions.csv and figures."""
+modality withheld; writes report.md/.json, predictions.csv and figures. With ``--backend onnxruntime``
+the checkpoint is an exported .onnx file (e.g. an int8 one: how much accuracy the quantisation costs)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from remixformer.cli.common import add_device_arg, device_from_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint and write a report", description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="a model file (best.safetensors / last.safetensors)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("eager", "onnxruntime"),
+        default="eager",
+        help="eager PyTorch (default) or onnxruntime over an exported (e.g. int8) .onnx file (CPU only)",
+    )
     p.add_argument(
         "--split",
         default="test",
@@ -48,7 +59,14 @@ def run(args: argparse.Namespace) -> int:
     from remixformer.models.checkpoint import load_model
 
     device = device_from_args(args)
-    model = load_model(args.checkpoint)
+    if args.backend == "onnxruntime":
+        from remixformer.serving.onnx_export import OnnxModel
+
+        if Path(args.checkpoint).suffix != ".onnx":
+            raise ValueError(f"--backend onnxruntime takes an .onnx file, got {args.checkpoint!r}")
+        model = OnnxModel(args.checkpoint).to(device)
+    else:
+        model = load_model(args.checkpoint)
     rule = DecisionRule.load(args.thresholds) if args.thresholds else None
     table, indices, split, data_cfg = checkpoint_cases(
         model,

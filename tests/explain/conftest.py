@@ -1,5 +1,5 @@
 """Fixtures of the explanation tests: one thread (tiny tensors; a busy shared CPU makes thread hand-offs
-cost more than the work), a tiny synthetic set and a tiny CDM checkpoint trained on nothing."""
+cost more than the work). The tiny synthetic set and checkpoint are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,41 +13,3 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def explain_synth(tmp_path_factory):
-    """A 24-case synthetic set (64^2 images) in the manifest format."""
-    from remixformer.data.datasets.synthetic import generate
-
-    return generate(
-        tmp_path_factory.mktemp("explain_data") / "synthetic",
-        n_cases=24,
-        seed=5,
-        clinical_size=64,
-        dermoscopy_size=64,
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, explain_synth):
-    """A randomly initialised ``remixformer_tiny`` CDM model of the synthetic set's classes and schema,
-    saved with the data set in its extras (as training does)."""
-    from remixformer import create_model
-    from remixformer.data.config import DataConfig
-    from remixformer.data.registry import load_dataset
-    from remixformer.models.checkpoint import save_model
-
-    torch.manual_seed(0)
-    table = load_dataset(DataConfig(dataset="synthetic", root=str(explain_synth)))
-    model = create_model(
-        "remixformer_tiny",
-        "CDM",
-        tasks=[table.tasks[0]],
-        metadata_schema=table.schema.to_dict(),
-        clinical_size=64,
-        crop_size=32,  # a crop as large as an LSM cell (64 / 2): each crop covers its cell
-    )
-    path = tmp_path_factory.mktemp("explain_ckpt") / "tiny.safetensors"
-    save_model(model, path, extra={"data": {"dataset": "synthetic", "root": str(explain_synth)}})
-    return path

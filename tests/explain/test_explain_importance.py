@@ -115,7 +115,7 @@ def test_bad_requests_are_rejected():
         permutation_importance(model, _batches(schema), schema)
 
 
-def test_replaying_the_image_branches_gives_the_same_result_as_running_them(explain_synth, tiny_checkpoint):
+def test_replaying_the_image_branches_gives_the_same_result_as_running_them(tiny_synth, tiny_checkpoint):
     from remixformer.data.config import DataConfig
     from remixformer.data.registry import load_dataset
     from remixformer.models.checkpoint import load_model
@@ -123,7 +123,7 @@ def test_replaying_the_image_branches_gives_the_same_result_as_running_them(expl
     model = load_model(tiny_checkpoint)
     with torch.no_grad():  # make the metadata matter: a random tiny model barely reads it otherwise
         model.branches["M"].linear.weight.mul_(50.0)
-    table = load_dataset(DataConfig(dataset="synthetic", root=str(explain_synth)))
+    table = load_dataset(DataConfig(dataset="synthetic", root=str(tiny_synth)))
     kwargs = dict(repeats=1, seed=0, fields=["sex", "location"], batch_size=8)
     cached = importance_on_cases(model, table, range(len(table)), cache_branches=True, **kwargs)
     full = importance_on_cases(model, table, range(len(table)), cache_branches=False, **kwargs)

@@ -19,9 +19,9 @@ def test_centre_in_boxes_is_half_open():
     assert centre_in_boxes(boxes, cx=31.9, cy=40).tolist() == [False, False]
 
 
-def test_read_lesions_gives_every_clinical_photo_its_lesion(explain_synth):
-    table = load_dataset(DataConfig(dataset="synthetic", root=str(explain_synth)))
-    lesions = read_lesions(explain_synth)
+def test_read_lesions_gives_every_clinical_photo_its_lesion(tiny_synth):
+    table = load_dataset(DataConfig(dataset="synthetic", root=str(tiny_synth)))
+    lesions = read_lesions(tiny_synth)
     photos = [str(Path(p).resolve()) for c in table.cases for p in c.images("C")]
     assert sorted(lesions) == sorted(photos)
     for cx, cy, r, side in lesions.values():
@@ -33,10 +33,10 @@ def test_read_lesions_names_the_missing_file(tmp_path):
         read_lesions(tmp_path)
 
 
-def test_hit_rate_counts_crops_that_contain_the_lesion_centre(explain_synth, tiny_checkpoint):
+def test_hit_rate_counts_crops_that_contain_the_lesion_centre(tiny_synth, tiny_checkpoint):
     model = load_model(tiny_checkpoint)
-    table = load_dataset(DataConfig(dataset="synthetic", root=str(explain_synth)))
-    lesions = read_lesions(explain_synth)
+    table = load_dataset(DataConfig(dataset="synthetic", root=str(tiny_synth)))
+    lesions = read_lesions(tiny_synth)
     indices = list(range(len(table.cases)))
     n_photos = sum(len(table.cases[i].images("C")) for i in indices)
     # the tiny model's 4 crops (32^2) tile its 2 x 2 grid of a 64^2 photo: every lesion centre is covered
@@ -51,23 +51,23 @@ def test_hit_rate_counts_crops_that_contain_the_lesion_centre(explain_synth, tin
     assert res["chance"] == 0.25 and res["hit_rate"] == pytest.approx(np.mean(top1))
 
 
-def test_hit_rate_needs_a_model_with_lsm(explain_synth, tiny_checkpoint):
+def test_hit_rate_needs_a_model_with_lsm(tiny_synth, tiny_checkpoint):
     model = load_model(tiny_checkpoint)
     model.branches["C"].lesion_selection = None
-    table = load_dataset(DataConfig(dataset="synthetic", root=str(explain_synth)))
+    table = load_dataset(DataConfig(dataset="synthetic", root=str(tiny_synth)))
     with pytest.raises(ValueError, match="no clinical branch with lesion selection"):
-        lsm_hit_rate(model, table, [0], read_lesions(explain_synth))
+        lsm_hit_rate(model, table, [0], read_lesions(tiny_synth))
 
 
 def test_explain_on_a_synthetic_photo_reports_which_crops_contain_the_lesion(
-    explain_synth, tiny_checkpoint, tmp_path, capsys
+    tiny_synth, tiny_checkpoint, tmp_path, capsys
 ):
     import csv
     import json
 
     from remixformer.cli.main import main
 
-    lesions = read_lesions(explain_synth)
+    lesions = read_lesions(tiny_synth)
     photo = sorted(lesions)[0]
     cx, cy, _, _ = lesions[photo]
     out = tmp_path / "out"

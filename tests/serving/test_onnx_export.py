@@ -198,3 +198,63 @@ def test_a_foreign_onnx_file_is_refused_naming_it(tmp_path):
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(CheckpointError, match=r"other\.onnx: not a remixformer model checkpoint"):
         Predictor.from_onnx(path)
+
+
+def test_int8_quantisation_keeps_the_header_and_stays_near_eager(exported, tmp_path):
+    ckpt, out, _, _ = exported
+    q = onnx_export.quantize_onnx(out, tmp_path / "tiny.int8.onnx")
+    graph = onnx.load(str(q)).graph
+    weights = {t.name for t in graph.initializer}
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") > 0 and "DynamicQuantizeLinear" in ops
+    float_products = [
+        n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and weights & set(n.input)
+    ]
+    assert not float_products  # every product with a weight is int8; attention's stay float
+    assert q.stat().st_size < out.stat().st_size
+    model, int8 = onnx_export.OnnxModel(out), onnx_export.OnnxModel(q)
+    assert (model.quantization, int8.quantization) == (None, "int8")
+    assert int8.config == model.config and int8.checkpoint_extra == model.checkpoint_extra
+    diffs = onnx_export.parity_check(load_model(ckpt), int8)
+    assert 0 < max(diffs.values()) < 0.05, diffs  # moved by the int8 weights, not garbled
+    with pytest.raises(ValueError, match=r"quantization: expected one of \['int8'\], got 'int4'"):
+        onnx_export.quantize_onnx(out, tmp_path / "x.onnx", "int4")
+
+
+def test_export_quantize_int8_checks_the_float_graph_then_writes_the_int8_one(
+    exported, tmp_path, monkeypatch, capsys
+):
+    ckpt, out, _, _ = exported
+
+    def copy_of_the_export(model, path, **kwargs):  # the module's export, without tracing again
+        path.write_bytes(out.read_bytes())
+        return path
+
+    monkeypatch.setattr(onnx_export, "export_onnx", copy_of_the_export)
+    target = tmp_path / "q.onnx"
+    argv = ["-q", "export", "--checkpoint", str(ckpt), "--format", "onnx", "--out", str(target)]
+    assert main([*argv, "--quantize", "int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "OK: max" in printed and "int8 graph against eager" in printed, printed
+    assert onnx_export.OnnxModel(target).quantization == "int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]  # the float graph is not left behind
+    hf = ["-q", "export", "--checkpoint", str(ckpt), "--format", "hf", "--out", str(tmp_path / "hub")]
+    assert main([*hf, "--quantize", "int8"]) == 2
+    assert "--quantize applies to --format onnx, not hf" in capsys.readouterr().err
+
+
+def test_evaluate_with_the_onnxruntime_backend_gives_eager_predictions(tiny_checkpoint, tmp_path, capsys):
+    import pandas as pd
+
+    path = onnx_export.export_onnx(load_model(tiny_checkpoint), tmp_path / "tiny.onnx")
+    eager, ort_dir = tmp_path / "eager", tmp_path / "ort"
+    assert main(["-q", "evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(eager)]) == 0
+    argv = ["-q", "evaluate", "--checkpoint", str(path), "--backend", "onnxruntime", "--out", str(ort_dir)]
+    assert main(argv) == 0
+    a, b = pd.read_csv(eager / "predictions.csv"), pd.read_csv(ort_dir / "predictions.csv")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+    probs = [c for c in a.columns if a[c].dtype.kind == "f"]
+    assert probs and np.abs(a[probs].to_numpy() - b[probs].to_numpy()).max() <= TOL
+    argv = ["-q", "evaluate", "--checkpoint", str(tiny_checkpoint), "--backend", "onnxruntime"]
+    assert main(argv) == 2
+    assert "--backend onnxruntime takes an .onnx file" in capsys.readouterr().err
