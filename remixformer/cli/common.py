@@ -29,6 +29,26 @@ def add_config_args(
     )
 
 
+# the backends of serving.predictor.BACKENDS (not imported: the CLI starts without torch; a test compares)
+BACKENDS = ("eager", "onnxruntime")
+
+
+def add_model_file_args(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` and ``--backend`` of the commands that run a model file (predict, serve, evaluate):
+    a checkpoint in eager PyTorch, or an exported .onnx file (float or int8) in onnxruntime."""
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="eager",
+        help="eager PyTorch (default) or onnxruntime over an exported (e.g. int8) .onnx file (CPU only)",
+    )
+
+
 def load_run_config(args: argparse.Namespace):
     from remixformer.config import resolve
     from remixformer.training.config import RunConfig

@@ -7,22 +7,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from remixformer.cli.common import add_device_arg, device_from_args
+from remixformer.cli.common import add_device_arg, add_model_file_args, device_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint and write a report", description=__doc__)
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
-    )
-    p.add_argument(
-        "--backend",
-        choices=("eager", "onnxruntime"),
-        default="eager",
-        help="eager PyTorch (default) or onnxruntime over an exported (e.g. int8) .onnx file (CPU only)",
-    )
+    add_model_file_args(p)
     p.add_argument(
         "--split",
         default="test",

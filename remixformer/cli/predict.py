@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from remixformer.cli.common import add_device_arg, device_from_args
+from remixformer.cli.common import add_device_arg, add_model_file_args, device_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,17 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
-    )
-    p.add_argument(
-        "--backend",
-        choices=("eager", "onnxruntime"),
-        default="eager",
-        help="eager PyTorch (default) or onnxruntime over an exported .onnx file (CPU only)",
-    )
+    add_model_file_args(p)
     one = p.add_argument_group("one case")
     one.add_argument("--clinical", metavar="IMG", help="clinical photo")
     one.add_argument("--dermoscopy", metavar="IMG", help="dermoscopy image")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from remixformer.cli.common import add_device_arg, device_from_args
+from remixformer.cli.common import add_device_arg, add_model_file_args, device_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,17 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a model file (best.safetensors), or an .onnx file with --backend onnxruntime",
-    )
-    p.add_argument(
-        "--backend",
-        choices=("eager", "onnxruntime"),
-        default="eager",
-        help="eager PyTorch (default) or onnxruntime over an exported .onnx file (CPU only)",
-    )
+    add_model_file_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")

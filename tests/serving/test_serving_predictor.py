@@ -181,3 +181,10 @@ def test_overlay_drawing():
     assert (boxed[24, 24] == (128, 128, 128)).all()  # the missing box is not drawn
     flat = heat_overlay(base, np.full((2, 2), np.nan))
     assert flat.size == (32, 32)
+
+
+def test_the_cli_offers_the_predictors_backends():
+    from remixformer.cli.common import BACKENDS
+    from remixformer.serving import predictor
+
+    assert BACKENDS == predictor.BACKENDS
