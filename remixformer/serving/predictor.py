@@ -130,6 +130,7 @@ class Predictor:
             "epoch": extra.get("epoch"),
             "preset": model.config.preset,
             "backend": "onnxruntime",
+            "quantization": model.quantization,  # None, or "int8" (remixformer export --quantize int8)
         }
         return cls(model, device, identity=identity, **kwargs)
 

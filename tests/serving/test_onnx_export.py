@@ -214,6 +214,7 @@ def test_int8_quantisation_keeps_the_header_and_stays_near_eager(exported, tmp_p
     assert q.stat().st_size < out.stat().st_size
     model, int8 = onnx_export.OnnxModel(out), onnx_export.OnnxModel(q)
     assert (model.quantization, int8.quantization) == (None, "int8")
+    assert Predictor.from_onnx(q).describe()["checkpoint"]["quantization"] == "int8"
     assert int8.config == model.config and int8.checkpoint_extra == model.checkpoint_extra
     diffs = onnx_export.parity_check(load_model(ckpt), int8)
     assert 0 < max(diffs.values()) < 0.05, diffs  # moved by the int8 weights, not garbled
