@@ -247,7 +247,8 @@ def test_export_quantize_int8_checks_the_float_graph_then_writes_the_int8_one(
 def test_evaluate_with_the_onnxruntime_backend_gives_eager_predictions(tiny_checkpoint, tmp_path, capsys):
     import pandas as pd
 
-    path = onnx_export.export_onnx(load_model(tiny_checkpoint), tmp_path / "tiny.onnx")
+    model = load_model(tiny_checkpoint)  # exported with its extras (the data set), as `export` does
+    path = onnx_export.export_onnx(model, tmp_path / "tiny.onnx", extra=dict(model.checkpoint_extra))
     eager, ort_dir = tmp_path / "eager", tmp_path / "ort"
     assert main(["-q", "evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(eager)]) == 0
     argv = ["-q", "evaluate", "--checkpoint", str(path), "--backend", "onnxruntime", "--out", str(ort_dir)]
