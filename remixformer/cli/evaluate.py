@@ -52,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "onnxruntime":
         from remixformer.serving.onnx_export import OnnxModel
 
-        if Path(args.checkpoint).suffix != ".onnx":
-            raise ValueError(f"--backend onnxruntime takes an .onnx file, got {args.checkpoint!r}")
         model = OnnxModel(args.checkpoint).to(device)
     else:
         model = load_model(args.checkpoint)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from remixformer.config import from_dict, load_yaml
-from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, progress_callback
 from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
 from remixformer.engine.trainer import build_trainer
@@ -131,8 +131,7 @@ def pretrain(
         )
         guard = CollapseGuard(cfg.dino.collapse_low, cfg.dino.collapse_high, cfg.dino.collapse_patience)
         cbs: list = [guard, EpochMetrics(run_dir)]
-        if cfg.trainer.progress_bar:
-            cbs.append(ProgressBar())
+        cbs.append(progress_callback(cfg.trainer.progress_bar))
         cbs += list(callbacks or [])
         cbs.append(checkpoint)  # last: the state of an epoch holds the guard's count after that epoch
         trainer = build_trainer(

@@ -115,12 +115,7 @@ class Predictor:
     ) -> Predictor:
         """An exported graph (``remixformer export --format onnx``) run by onnxruntime on the CPU."""
         path = Path(path)
-        if path.suffix == ".safetensors":
-            raise ValueError(
-                f"{path}: the onnxruntime backend takes an .onnx file; export it first with "
-                "`remixformer export --checkpoint CKPT --format onnx --out FILE.onnx`"
-            )
-        model = OnnxModel(path, threads=threads)
+        model = OnnxModel(path, threads=threads)  # refuses a file that is not .onnx, with how to export one
         extra = model.checkpoint_extra
         identity = {
             "file": path.name,

@@ -28,7 +28,7 @@ import torch
 from remixformer.config import from_dict, load_yaml, to_dict
 from remixformer.data.registry import load_dataset
 from remixformer.data.splits import read_splits, splits_from_config, write_splits
-from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, ProgressBar
+from remixformer.engine.callbacks import STATE_FILE, EpochMetrics, progress_callback
 from remixformer.engine.devices import trainer_device
 from remixformer.engine.distributed import end_process_group
 from remixformer.engine.rundir import changed_keys, prepare_run_dir, run_directory, seed_everything
@@ -137,8 +137,7 @@ def train(
                     check_on_train_epoch_end=True,
                 )
             )
-        if cfg.train.progress_bar:
-            callbacks.append(ProgressBar())
+        callbacks.append(progress_callback(cfg.train.progress_bar))
         # last, as Lightning's own checkpoints: the training state of an epoch holds every callback's
         # state after that epoch, and its metrics row is written before it
         callbacks.append(checkpoint)

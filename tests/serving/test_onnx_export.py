@@ -259,4 +259,4 @@ def test_evaluate_with_the_onnxruntime_backend_gives_eager_predictions(tiny_chec
     assert probs and np.abs(a[probs].to_numpy() - b[probs].to_numpy()).max() <= TOL
     argv = ["-q", "evaluate", "--checkpoint", str(tiny_checkpoint), "--backend", "onnxruntime"]
     assert main(argv) == 2
-    assert "--backend onnxruntime takes an .onnx file" in capsys.readouterr().err
+    assert "the onnxruntime backend takes an .onnx file; export it first" in capsys.readouterr().err
