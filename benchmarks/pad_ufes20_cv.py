@@ -84,13 +84,16 @@ def row_overrides(args: argparse.Namespace, row: str) -> list[str]:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """Mean ± std (population std, as ``remixformer cv``'s table) over the test folds, the mean best
+    """Mean ± std (the sample std, as ``remixformer cv``'s table) over the test folds, the mean best
     validation score and the summed training time of a ``cross_validate`` result."""
+    from remixformer.evaluation.stats import mean_std
+
     folds = result["folds"]
     out: dict[str, Any] = {"folds": len(folds)}
     for m in METRICS:
-        values = np.array([f["metrics"][m] for f in folds], dtype=float)
-        out[m] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist()}
+        values = [float(f["metrics"][m]) for f in folds]
+        mean, std, _ = mean_std(values)
+        out[m] = {"mean": mean, "std": std, "per_fold": values}
     summaries = [json.loads((Path(f["run_dir"]) / "summary.json").read_text()) for f in folds]
     out["val_best_mean"] = float(np.mean([s["best_score"] for s in summaries]))
     out["train_time_s"] = round(sum(float(s.get("train_time_s", 0.0)) for s in summaries), 1)

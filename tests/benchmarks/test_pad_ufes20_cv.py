@@ -81,7 +81,9 @@ def test_two_rows_two_folds_mean_std_and_a_rerun_that_reads_back(cvs, tiny_synth
         bacc = [f["metrics"]["balanced_accuracy"] for f in folds]
         got = record["rows"][row]["balanced_accuracy"]
         assert got["per_fold"] == bacc
-        assert got["mean"] == pytest.approx(np.mean(bacc)) and got["std"] == pytest.approx(np.std(bacc))
+        assert got["mean"] == pytest.approx(np.mean(bacc)) and got["std"] == pytest.approx(
+            np.std(bacc, ddof=1)
+        )
         assert record["rows"][row]["train_time_s"] > 0
     caplog.set_level("INFO")
     assert cvs.main(argv) == 0  # everything done: read back, nothing trained again
