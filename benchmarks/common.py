@@ -1,13 +1,15 @@
 """What the timing scripts share (``inference_latency.py``, ``serving_latency.py``, ``gpu_check.py``): the
 diagnosis classes and metadata schema of the CDM models they build, the summary of a list of timed calls,
-and the description of the machine a run measured. Not a script: they import it as ``benchmarks.common``
+the description of the machine a run measured, and how results JSON is written. Not a script: they import it as ``benchmarks.common``
 once their preamble has put the checkout's root on ``sys.path``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,3 +54,12 @@ def machine(**extra: Any) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         **extra,
     }
+
+
+def write_json(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write a script's results (indented JSON, its folder created) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -14,7 +14,6 @@ std over the seeds, with the majority-class floor, and writes ``benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's package, whether or not it is in
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, write_json  # noqa: E402
 from remixformer.data.datasets.synthetic import CLASSES  # noqa: E402
 from remixformer.demo import DEMO_MODALITIES, DEMO_TEST_CASES, run_demo  # noqa: E402
 
@@ -98,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": per_seed,
         "table": table,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, out)
     return 0
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import load_average, machine  # noqa: E402
+from benchmarks.common import load_average, machine, write_json  # noqa: E402
 
 # row name -> (modalities, with the pretrained clinical encoder)
 ROWS = {
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.time() - start, 1),
         "machine": machine(load_average=load_average()),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(args.json, record)
     return 0
 
 
