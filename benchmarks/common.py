@@ -1,7 +1,7 @@
 """What the timing scripts share (``inference_latency.py``, ``serving_latency.py``, ``gpu_check.py``): the
 diagnosis classes and metadata schema of the CDM models they build, the summary of a list of timed calls,
-the description of the machine a run measured, and how results JSON is written. Not a script: they import it as ``benchmarks.common``
-once their preamble has put the checkout's root on ``sys.path``.
+the description of the machine a run measured, and how results JSON is written. Not a script: they
+import it as ``benchmarks.common`` once their preamble has put the checkout's root on ``sys.path``.
 """
 
 from __future__ import annotations
