@@ -18,7 +18,6 @@ About 35 min for the five rows on a 2-core CPU (C and CM about 20 min each with 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -94,9 +93,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         values = [float(f["metrics"][m]) for f in folds]
         mean, std, _ = mean_std(values)
         out[m] = {"mean": mean, "std": std, "per_fold": values}
-    summaries = [json.loads((Path(f["run_dir"]) / "summary.json").read_text()) for f in folds]
-    out["val_best_mean"] = float(np.mean([s["best_score"] for s in summaries]))
-    out["train_time_s"] = round(sum(float(s.get("train_time_s", 0.0)) for s in summaries), 1)
+    out["val_best_mean"] = float(np.mean([f["best_score"] for f in folds]))
+    out["train_time_s"] = round(sum(float(f["train_time_s"] or 0.0) for f in folds), 1)
     return out
 
 

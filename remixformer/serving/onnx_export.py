@@ -231,17 +231,17 @@ class OnnxModel:
     can_explain = False
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        try:
-            import onnx
-            import onnxruntime as ort
-        except ImportError as e:
-            raise ImportError(f"the onnxruntime backend needs onnx and onnxruntime: {INSTALL_HINT}") from e
         self.path = Path(path)
         if self.path.suffix != ".onnx":
             raise ValueError(
                 f"{self.path}: the onnxruntime backend takes an .onnx file; export it first with "
                 "`remixformer export --checkpoint CKPT --format onnx --out FILE.onnx`"
             )
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError(f"the onnxruntime backend needs onnx and onnxruntime: {INSTALL_HINT}") from e
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX file")
         try:

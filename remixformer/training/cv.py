@@ -83,6 +83,8 @@ def cross_validate(
                 "run_dir": str(fold_dir),
                 "metrics": summary.get("eval", {}),
                 "best_epoch": summary.get("best_epoch"),
+                "best_score": summary.get("best_score"),  # the monitored validation score there
+                "train_time_s": summary.get("train_time_s"),
             }
         )
     out = {"config": to_dict(cfg), "folds": results}

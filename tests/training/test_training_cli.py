@@ -27,6 +27,7 @@ def test_cv_runs_every_fold_writes_the_table_and_skips_finished_folds(synth_root
     results = json.loads((run / "cv_results.json").read_text())
     assert [f["fold"] for f in results["folds"]] == [0, 1]
     assert all("accuracy" in f["metrics"] for f in results["folds"])
+    assert all(f["best_score"] is not None and f["train_time_s"] > 0 for f in results["folds"])
     assert "±" in (run / "cv_summary.md").read_text() and "±" in out["table"]
     test_ids = [
         set(
